@@ -1,0 +1,160 @@
+//! The state of one campaign: its bins, pending lineage links, dedup ids,
+//! lineage cohorts, detector, sends and last estimate.
+//!
+//! Events are *counted* into their bin as soon as they arrive (bins are only
+//! read once closed, so arrival order inside the allowed lateness does not
+//! matter). Links between clickers (offspring, forwards) are *held* until their
+//! bin closes and then applied bin by bin, clicks before links, so the lineage
+//! state is also independent of arrival order.
+
+use std::sync::Arc;
+
+use hashbrown::HashSet;
+
+use super::detector::Detector;
+use super::forecast::{Demand, SendRecord};
+use super::gamma::Gamma;
+use super::lineage::Lineage;
+use super::window::{BinCounts, Bins};
+use crate::signal::Method;
+
+/// Pending work item for a not-yet-closed bin.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    pub bin: i64,
+    pub what: PendingKind,
+    /// Person key (clicks, forwards).
+    pub person: u64,
+    /// Parent key (clicks) or addressees (forwards).
+    pub other: u64,
+    /// Dedup key, 0 if the event had no id.
+    pub id: u64,
+}
+
+/// What a pending item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PendingKind {
+    /// A click; `person` valid when `has_person`, `other` is the parent when `has_parent`.
+    Click { has_person: bool, has_parent: bool },
+    /// A forward by `person` to `other` addressees.
+    Forward,
+    /// Only an id to forget when the bin closes (sends, clicks without lineage).
+    IdOnly,
+}
+
+/// The posterior and bookkeeping of one campaign at one bin step.
+#[derive(Clone, Copy, Debug)]
+pub struct CampaignEstimate {
+    /// End of the bin step (event time, ms).
+    pub time_ms: i64,
+    /// Start of the estimation window (ms).
+    pub window_start_ms: i64,
+    /// Posterior of R.
+    pub posterior: Gamma,
+    /// P(R > 1) under the posterior.
+    pub p_viral: f64,
+    /// Local clicks in the renewal window.
+    pub local_cases: u64,
+    /// Imported (generation-0) clicks in the renewal window.
+    pub imported_cases: u64,
+    /// Which estimator produced it.
+    pub method: Method,
+    /// Overdispersion used (1 for the renewal estimator).
+    pub dispersion: f64,
+}
+
+/// One campaign.
+#[derive(Debug)]
+pub(crate) struct Campaign {
+    pub name: Arc<str>,
+    pub target: Option<u32>,
+    pub bins: Bins<BinCounts>,
+    pub pending: Vec<Pending>,
+    pub dedup: HashSet<u64, foldhash::fast::FixedState>,
+    pub lineage: Lineage,
+    /// Next bin this campaign has not closed.
+    pub closed: i64,
+    pub last_event_ms: i64,
+    pub last_event_bin: i64,
+    pub sends: Vec<SendRecord>,
+    pub direct_clicks: u64,
+    pub clicks: u64,
+    pub detector: Detector,
+    pub last: Option<CampaignEstimate>,
+    pub demand: Demand,
+    pub demand_rps: f64,
+}
+
+/// At most this many sends are remembered per campaign (the most recent).
+pub(crate) const MAX_SENDS: usize = 64;
+
+impl Campaign {
+    pub fn new(name: Arc<str>, first_bin: i64, closed: i64, max_clickers: usize) -> Self {
+        let start = first_bin.min(closed);
+        Campaign {
+            name,
+            target: None,
+            bins: Bins::starting_at(start),
+            pending: Vec::new(),
+            dedup: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(0x6475_7065)),
+            lineage: Lineage::new(start, max_clickers),
+            closed,
+            last_event_ms: i64::MIN,
+            last_event_bin: i64::MIN,
+            sends: Vec::new(),
+            direct_clicks: 0,
+            clicks: 0,
+            detector: Detector::default(),
+            last: None,
+            demand: Demand::default(),
+            demand_rps: 0.0,
+        }
+    }
+
+    pub fn add_send(&mut self, s: SendRecord) {
+        if self.sends.len() >= MAX_SENDS {
+            self.sends.remove(0);
+        }
+        self.sends.push(s);
+    }
+
+    /// Applies the pending items of bin `b`: registers its clickers first,
+    /// then links offspring and forwards. Returns dedup ids to forget via `forget`.
+    pub fn settle_bin(&mut self, b: i64, work: &mut Vec<Pending>, mut forget: impl FnMut(u64)) {
+        work.clear();
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].bin == b {
+                work.push(self.pending.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        for p in work.iter() {
+            if let PendingKind::Click { has_person: true, .. } = p.what {
+                self.lineage.add_clicker(p.person, b);
+            }
+        }
+        let mut linked = 0u32;
+        for p in work.iter() {
+            match p.what {
+                PendingKind::Click { has_parent: true, .. } => {
+                    if self.lineage.add_offspring(p.other) {
+                        linked += 1;
+                    }
+                }
+                PendingKind::Forward => {
+                    self.lineage.add_forward(p.person, p.other);
+                }
+                _ => {}
+            }
+            if p.id != 0 {
+                self.dedup.remove(&p.id);
+                forget(p.id);
+            }
+        }
+        if let Some(bc) = self.bins.get_mut(b) {
+            bc.linked += linked;
+        }
+    }
+}

@@ -1,0 +1,828 @@
+//! The engine: a pure, synchronous, deterministic state machine.
+//!
+//! ```text
+//! apply(event) ──► campaign table ──► bins (counts) + pending links
+//! advance_to(watermark) ──► for each bin that became final, for each active campaign:
+//!     settle links ─► renewal + lineage estimators ─► detector ─► forecast
+//!   then per target: planner ─► scale_ahead
+//! ```
+//!
+//! Time comes only from events: the driver (file replay, Kafka source, tests,
+//! benchmarks) tells the engine how far event time has progressed with
+//! [`Engine::advance_to`]. A bin `b` is *final* once the watermark reaches its
+//! end; events for a final bin are counted as late and not applied. A send is
+//! planned for at once ([`Engine::apply`] may emit a `scale_ahead`), so
+//! capacity is requested before the first click.
+//!
+//! Hot path: [`Engine::apply`] does one hash lookup for the campaign (no
+//! allocation for a known campaign), one or two hash operations (dedup id,
+//! pending link) and bin arithmetic — O(1) amortised. Per-bin work is
+//! proportional to the number of *active* campaigns times the window and
+//! generation-interval lengths.
+
+pub mod campaign;
+pub mod detector;
+pub mod forecast;
+pub mod gamma;
+pub mod generation_interval;
+pub mod lineage;
+pub mod planner;
+pub mod renewal;
+pub mod window;
+
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde::Serialize;
+
+use crate::config::{Config, MethodChoice};
+use crate::decode::{RejectReason, Rejection};
+use crate::event::{person_key, Event, EventKind};
+use crate::signal::{CampaignDemand, Episode, Estimate, Method, RSummary, ScaleAhead, ScaleReason, Signal};
+use crate::time::rfc3339;
+
+use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
+use detector::Transition;
+use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord};
+use generation_interval::GenerationInterval;
+use lineage::ForwardModel;
+use planner::Planner;
+use renewal::Prior;
+use window::bin_of;
+
+/// What happened to an applied event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Counted.
+    Accepted,
+    /// Same campaign and id as an event already counted.
+    Duplicate,
+    /// Its bin was already final (beyond the allowed lateness).
+    Late,
+    /// A new campaign could not be tracked (`limits.max_campaigns`).
+    Shed,
+}
+
+/// Counters of the engine's life.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    /// Events counted.
+    pub accepted: u64,
+    /// Events dropped as duplicates.
+    pub duplicates: u64,
+    /// Events beyond the allowed lateness.
+    pub late: u64,
+    /// Sends / clicks / forwards counted.
+    pub sends: u64,
+    /// Clicks counted.
+    pub clicks: u64,
+    /// Forwards counted.
+    pub forwards: u64,
+    /// Events of campaigns not tracked because of `limits.max_campaigns`.
+    pub shed_campaigns: u64,
+    /// Clickers not followed because of `limits.max_clickers_per_campaign`.
+    pub shed_clickers: u64,
+    /// Event ids not remembered for dedup because of `limits.max_dedup_ids`.
+    pub shed_dedup_ids: u64,
+    /// Campaigns forgotten after `limits.idle_timeout`.
+    pub evicted_campaigns: u64,
+    /// Campaigns ever tracked.
+    pub campaigns_seen: u64,
+    /// Signals emitted, by type.
+    pub signals: SignalCounts,
+}
+
+/// Signals emitted, by type.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SignalCounts {
+    /// `floodgate.estimate`.
+    pub estimate: u64,
+    /// `floodgate.viral_onset`.
+    pub viral_onset: u64,
+    /// `floodgate.viral_subsided`.
+    pub viral_subsided: u64,
+    /// `floodgate.scale_ahead`.
+    pub scale_ahead: u64,
+}
+
+/// A campaign as shown by `/api/campaigns` and the top-K metrics.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CampaignView {
+    /// Campaign id.
+    pub campaign: String,
+    /// Target service.
+    pub target: Option<String>,
+    /// Latest posterior of R.
+    pub r: Option<RSummary>,
+    /// Latest P(R > 1).
+    pub p_viral: Option<f64>,
+    /// Estimator used.
+    pub method: Option<&'static str>,
+    /// Whether a viral episode is open.
+    pub viral: bool,
+    /// Local clicks in the latest window.
+    pub local_cases: u64,
+    /// Clicks counted in all.
+    pub clicks: u64,
+    /// Forecast peak requests/s of this campaign.
+    pub forecast_rps: f64,
+    /// Event time of the latest event (RFC 3339).
+    pub last_event: String,
+}
+
+/// A target service's plan.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TargetView {
+    /// Target service.
+    pub target: String,
+    /// Replicas applied by the planner.
+    pub desired_replicas: u32,
+    /// Forecast peak requests/s (baseline included).
+    pub forecast_rps: f64,
+    /// Clicks counted for this target.
+    pub clicks: u64,
+}
+
+#[derive(Debug)]
+struct Target {
+    name: Arc<str>,
+    planner: Planner,
+    members: Vec<u32>,
+    forecast_rps: f64,
+    clicks: u64,
+}
+
+/// The engine. See the module documentation.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Arc<Config>,
+    bin_ms: i64,
+    window_bins: i64,
+    lineage_bins: i64,
+    horizon_bins: usize,
+    keep_active_bins: i64,
+    gi: GenerationInterval,
+    forward: Option<ForwardModel>,
+    prior: Prior,
+    curve: ResponseCurve,
+    emit_estimates: bool,
+    index: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
+    campaigns: Vec<Option<Campaign>>,
+    free: Vec<u32>,
+    live: usize,
+    targets: Vec<Target>,
+    target_index: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
+    max_ts: Option<i64>,
+    /// Bins before this one are final.
+    closed: Option<i64>,
+    active_until: i64,
+    dedup_ids: u64,
+    stats: Stats,
+    work: Vec<Pending>,
+    scratch: Vec<f64>,
+    history: Vec<f64>,
+}
+
+/// Why an engine could not be built from a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}`: {reason}")]
+pub struct EngineConfigError {
+    /// The configuration key at fault.
+    pub key: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl Engine {
+    /// Builds an engine from a validated configuration.
+    pub fn new(cfg: Arc<Config>) -> Result<Engine, EngineConfigError> {
+        let e = &cfg.estimator;
+        let bin_ms = e.bin.ms();
+        let bins = |ms: i64| ms as f64 / bin_ms as f64;
+        let gi = GenerationInterval::from_mean_sd_bins(bins(e.generation_interval.mean.ms()), bins(e.generation_interval.sd.ms()))
+            .map_err(|reason| EngineConfigError { key: "estimator.generation_interval", reason })?;
+        let forward = if e.forward.enabled {
+            let delay = GenerationInterval::from_mean_sd_bins(bins(e.forward.delay.mean.ms()), bins(e.forward.delay.sd.ms()))
+                .map_err(|reason| EngineConfigError { key: "estimator.forward.delay", reason })?;
+            Some(ForwardModel { delay, click_prior: e.forward.click_prior, click_prior_weight: e.forward.click_prior_weight })
+        } else {
+            None
+        };
+        let window_bins = i64::from(cfg.window_in_bins());
+        let lineage_bins = i64::from(cfg.lineage_window_in_bins());
+        let horizon_bins = (cfg.forecast.horizon.ms() / bin_ms).max(1) as usize;
+        let cooldown_bins = cfg.planner.cooldown.ms() / bin_ms + 1;
+        let keep_active_bins = window_bins.max(lineage_bins).max(gi.len() as i64) + horizon_bins as i64 + cooldown_bins;
+        let curve = ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64);
+        Ok(Engine {
+            bin_ms,
+            window_bins,
+            lineage_bins,
+            horizon_bins,
+            keep_active_bins,
+            gi,
+            forward,
+            prior: Prior { mean: e.prior_mean, sd: e.prior_sd },
+            curve,
+            emit_estimates: false,
+            index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(1)),
+            campaigns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            targets: Vec::new(),
+            target_index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(2)),
+            max_ts: None,
+            closed: None,
+            active_until: i64::MIN,
+            dedup_ids: 0,
+            stats: Stats::default(),
+            work: Vec::new(),
+            scratch: Vec::new(),
+            history: Vec::new(),
+            cfg,
+        })
+    }
+
+    /// Also emit a `floodgate.estimate` per active campaign per bin step.
+    pub fn with_estimates(mut self, on: bool) -> Self {
+        self.emit_estimates = on;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Campaigns tracked now.
+    pub fn campaigns_tracked(&self) -> usize {
+        self.live
+    }
+
+    /// Campaigns with an open viral episode.
+    pub fn campaigns_viral(&self) -> usize {
+        self.campaigns.iter().flatten().filter(|c| c.detector.is_viral()).count()
+    }
+
+    /// Latest event time seen (ms).
+    pub fn max_event_ms(&self) -> Option<i64> {
+        self.max_ts
+    }
+
+    /// Event time up to which bins are final (ms), once any bin closed.
+    pub fn final_until_ms(&self) -> Option<i64> {
+        self.closed.map(|c| c * self.bin_ms)
+    }
+
+    /// The watermark a single ordered source implies: latest event time minus
+    /// the allowed lateness.
+    pub fn natural_watermark(&self) -> Option<i64> {
+        self.max_ts.map(|m| m - self.cfg.estimator.allowed_lateness.ms())
+    }
+
+    /// Counts one event. Signals caused directly by it (a send's
+    /// `scale_ahead`) are appended to `out`. Never advances the watermark.
+    pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<Applied, Rejection> {
+        if let Some(m) = self.max_ts {
+            let limit = m.saturating_add(self.cfg.estimator.max_future.ms());
+            if ev.ts_ms > limit {
+                return Err(Rejection::new(
+                    RejectReason::Future,
+                    format!(
+                        "`ts` {} is more than estimator.max_future ({}) ahead of the latest event time {}",
+                        rfc3339(ev.ts_ms),
+                        crate::time::format_duration_ms(self.cfg.estimator.max_future.ms()),
+                        rfc3339(m)
+                    ),
+                ));
+            }
+        }
+        let bin = bin_of(ev.ts_ms, self.bin_ms);
+        if let Some(c) = self.closed {
+            if bin < c {
+                self.stats.late += 1;
+                return Ok(Applied::Late);
+            }
+        }
+        let Some(slot) = self.campaign_slot(&ev.campaign, bin) else {
+            self.stats.shed_campaigns += 1;
+            return Ok(Applied::Shed);
+        };
+        let id = match &ev.id {
+            Some(id) => {
+                let key = person_key(id) | 1;
+                let c = slot_mut(&mut self.campaigns, slot);
+                if c.dedup.contains(&key) {
+                    self.stats.duplicates += 1;
+                    return Ok(Applied::Duplicate);
+                }
+                if self.dedup_ids < u64::from(self.cfg.limits.max_dedup_ids) {
+                    c.dedup.insert(key);
+                    self.dedup_ids += 1;
+                    key
+                } else {
+                    self.stats.shed_dedup_ids += 1;
+                    0
+                }
+            }
+            None => 0,
+        };
+        self.max_ts = Some(self.max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
+        self.active_until = self.active_until.max(bin + self.keep_active_bins);
+        let target = match &ev.target {
+            Some(t) if self.campaign_mut(slot).target.is_none() => Some(self.target_slot(t)),
+            _ => None,
+        };
+        let c = slot_mut(&mut self.campaigns, slot);
+        c.last_event_ms = c.last_event_ms.max(ev.ts_ms);
+        c.last_event_bin = c.last_event_bin.max(bin);
+        let Some(counts) = c.bins.get_mut(bin) else {
+            // Before this campaign's retained bins: only possible for a bin
+            // that is already final, handled above.
+            self.stats.late += 1;
+            return Ok(Applied::Late);
+        };
+        let mut pending = Pending { bin, what: PendingKind::IdOnly, person: 0, other: 0, id };
+        match ev.kind {
+            EventKind::Send => {
+                counts.sent += ev.recipients;
+                self.stats.sends += 1;
+            }
+            EventKind::Click => {
+                if ev.generation == 0 {
+                    counts.imported += 1;
+                    c.direct_clicks += 1;
+                } else {
+                    counts.local += 1;
+                }
+                c.clicks += 1;
+                self.stats.clicks += 1;
+                let person = ev.person.as_deref().map(person_key);
+                let parent = ev.parent.as_deref().map(person_key);
+                if person.is_some() || parent.is_some() {
+                    pending.what = PendingKind::Click { has_person: person.is_some(), has_parent: parent.is_some() };
+                    pending.person = person.unwrap_or(0);
+                    pending.other = parent.unwrap_or(0);
+                }
+            }
+            EventKind::Forward => {
+                counts.forwards += 1;
+                counts.forward_recipients += ev.recipients;
+                self.stats.forwards += 1;
+                if let Some(p) = ev.person.as_deref() {
+                    pending.what = PendingKind::Forward;
+                    pending.person = person_key(p);
+                    pending.other = ev.recipients;
+                }
+            }
+        }
+        if pending.what != PendingKind::IdOnly || pending.id != 0 {
+            c.pending.push(pending);
+        }
+        if let Some(t) = target {
+            self.attach_target(slot, t);
+        }
+        if let Some(t) = self.campaign_mut(slot).target {
+            if ev.kind == EventKind::Click {
+                self.targets[t as usize].clicks += 1;
+            }
+        }
+        self.stats.accepted += 1;
+        if ev.kind == EventKind::Send {
+            self.campaign_mut(slot).add_send(SendRecord { ts_ms: ev.ts_ms, recipients: ev.recipients });
+            self.plan_send(slot, ev.ts_ms, out);
+        }
+        Ok(Applied::Accepted)
+    }
+
+    /// Declares that no event earlier than `watermark_ms` will be applied any
+    /// more (beyond that, they count as late). Closes every bin that ends at
+    /// or before the watermark, estimating, detecting and planning at each
+    /// bin step. Signals are appended to `out` in a deterministic order.
+    pub fn advance_to(&mut self, watermark_ms: i64, out: &mut Vec<Signal>) {
+        let target = bin_of(watermark_ms, self.bin_ms);
+        let Some(max_ts) = self.max_ts else { return };
+        let mut from = match self.closed {
+            Some(c) => c,
+            None => self.campaigns.iter().flatten().map(|c| c.bins.base()).min().unwrap_or(bin_of(max_ts, self.bin_ms)),
+        };
+        if target <= from {
+            if self.closed.is_none() {
+                self.closed = Some(from.min(target));
+            }
+            return;
+        }
+        let start = out.len();
+        while from < target {
+            if from > self.active_until {
+                // Nothing is active any more: the remaining bins are empty.
+                break;
+            }
+            self.step(from, out);
+            from += 1;
+        }
+        self.closed = Some(target);
+        if target % 16 == 0 || target - 1 > self.active_until {
+            self.evict_idle(target);
+        }
+        out[start..].sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+
+    /// End of input: closes every bin that has data (and the planning
+    /// horizon after it), as if the watermark had passed them all.
+    pub fn flush(&mut self, out: &mut Vec<Signal>) {
+        if let Some(m) = self.max_ts {
+            let end = (bin_of(m, self.bin_ms) + 1) * self.bin_ms;
+            self.advance_to(end, out);
+        }
+    }
+
+    /// Current plan of every target, by name.
+    pub fn targets(&self) -> Vec<TargetView> {
+        let mut v: Vec<TargetView> = self
+            .targets
+            .iter()
+            .map(|t| TargetView {
+                target: t.name.to_string(),
+                desired_replicas: t.planner.current(),
+                forecast_rps: t.forecast_rps,
+                clicks: t.clicks,
+            })
+            .collect();
+        v.sort_by(|a, b| a.target.cmp(&b.target));
+        v
+    }
+
+    /// The `k` campaigns with the highest forecast and R: viral first, then
+    /// by posterior mean of R, then by forecast.
+    pub fn top_campaigns(&self, k: usize) -> Vec<CampaignView> {
+        let mut all: Vec<&Campaign> = self.campaigns.iter().flatten().collect();
+        let score = |c: &Campaign| -> f64 { c.last.map_or(0.0, |e| e.posterior.mean()) };
+        all.sort_by(|a, b| {
+            b.detector
+                .is_viral()
+                .cmp(&a.detector.is_viral())
+                .then(score(b).total_cmp(&score(a)))
+                .then(b.demand_rps.total_cmp(&a.demand_rps))
+                .then(a.name.cmp(&b.name))
+        });
+        all.into_iter().take(k).map(|c| self.view(c)).collect()
+    }
+
+    fn view(&self, c: &Campaign) -> CampaignView {
+        CampaignView {
+            campaign: c.name.to_string(),
+            target: c.target.map(|t| self.targets[t as usize].name.to_string()),
+            r: c.last.map(|e| summary(&e.posterior)),
+            p_viral: c.last.map(|e| e.p_viral),
+            method: c.last.map(|e| e.method.as_str()),
+            viral: c.detector.is_viral(),
+            local_cases: c.last.map_or(0, |e| e.local_cases),
+            clicks: c.clicks,
+            forecast_rps: c.demand_rps,
+            last_event: if c.last_event_ms == i64::MIN { String::new() } else { rfc3339(c.last_event_ms) },
+        }
+    }
+
+    fn campaign_mut(&mut self, slot: u32) -> &mut Campaign {
+        slot_mut(&mut self.campaigns, slot)
+    }
+
+    fn campaign_slot(&mut self, name: &str, bin: i64) -> Option<u32> {
+        if let Some(&slot) = self.index.get(name) {
+            let closed = self.closed;
+            let c = self.campaign_mut(slot);
+            if let Some(cl) = closed {
+                if c.closed < cl {
+                    // Woken from dormancy: skip the empty bins.
+                    c.closed = cl;
+                    c.lineage.expire_before(cl - self.lineage_bins);
+                    c.bins.trim_before(cl - self.window_bins - self.gi.len() as i64);
+                }
+            }
+            return Some(slot);
+        }
+        if self.live >= self.cfg.limits.max_campaigns as usize {
+            return None;
+        }
+        let closed = self.closed.unwrap_or(bin);
+        let name: Arc<str> = Arc::from(name);
+        let c = Campaign::new(name.clone(), bin, closed, self.cfg.limits.max_clickers_per_campaign as usize);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.campaigns[s as usize] = Some(c);
+                s
+            }
+            None => {
+                self.campaigns.push(Some(c));
+                (self.campaigns.len() - 1) as u32
+            }
+        };
+        self.index.insert(Box::from(&*name), slot);
+        self.live += 1;
+        self.stats.campaigns_seen += 1;
+        Some(slot)
+    }
+
+    fn target_slot(&mut self, name: &str) -> u32 {
+        if let Some(&t) = self.target_index.get(name) {
+            return t;
+        }
+        let name = if self.targets.len() + 1 >= self.cfg.limits.max_targets as usize { "other" } else { name };
+        if let Some(&t) = self.target_index.get(name) {
+            return t;
+        }
+        let planner = Planner::new(self.cfg.planner_for(name));
+        self.targets.push(Target { name: Arc::from(name), planner, members: Vec::new(), forecast_rps: 0.0, clicks: 0 });
+        let t = (self.targets.len() - 1) as u32;
+        self.target_index.insert(Box::from(name), t);
+        t
+    }
+
+    fn attach_target(&mut self, slot: u32, t: u32) {
+        self.campaign_mut(slot).target = Some(t);
+        self.targets[t as usize].members.push(slot);
+    }
+
+    fn evict_idle(&mut self, closed: i64) {
+        let cutoff = closed * self.bin_ms - self.cfg.limits.idle_timeout.ms();
+        for slot in 0..self.campaigns.len() {
+            let idle = matches!(&self.campaigns[slot], Some(c) if c.last_event_ms < cutoff && c.last_event_bin + self.keep_active_bins < closed);
+            if !idle {
+                continue;
+            }
+            if let Some(c) = self.campaigns[slot].take() {
+                self.index.remove(&*c.name);
+                self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.len() as u64);
+                if let Some(t) = c.target {
+                    self.targets[t as usize].members.retain(|&m| m as usize != slot);
+                }
+                self.free.push(slot as u32);
+                self.live -= 1;
+                self.stats.evicted_campaigns += 1;
+            }
+        }
+    }
+
+    /// One bin step: bin `b` became final.
+    fn step(&mut self, b: i64, out: &mut Vec<Signal>) {
+        let time_ms = (b + 1) * self.bin_ms;
+        for slot in 0..self.campaigns.len() {
+            let active = matches!(&self.campaigns[slot], Some(c) if c.closed <= b && c.last_event_bin != i64::MIN && b <= c.last_event_bin + self.keep_active_bins);
+            if !active {
+                continue;
+            }
+            self.step_campaign(slot as u32, b, time_ms, out);
+        }
+        for t in 0..self.targets.len() {
+            let members = std::mem::take(&mut self.targets[t].members);
+            let rps: f64 = members.iter().filter_map(|&m| self.campaigns[m as usize].as_ref()).map(|c| c.demand_rps).sum();
+            self.targets[t].members = members;
+            self.plan_target(t as u32, time_ms, rps, ScaleReason::Forecast, out);
+        }
+    }
+
+    fn step_campaign(&mut self, slot: u32, b: i64, time_ms: i64, out: &mut Vec<Signal>) {
+        let mut work = std::mem::take(&mut self.work);
+        let mut forgotten = 0u64;
+        {
+            let lineage_bins = self.lineage_bins;
+            let c = self.campaign_mut(slot);
+            // Bins skipped while dormant hold nothing pending.
+            c.settle_bin(b, &mut work, |_| forgotten += 1);
+            c.closed = b + 1;
+            c.lineage.expire_before(b + 1 - lineage_bins);
+        }
+        self.work = work;
+        self.dedup_ids = self.dedup_ids.saturating_sub(forgotten);
+        let estimate = self.estimate(slot, b, time_ms);
+        let det_cfg = self.cfg.detector.clone();
+        let emit_estimates = self.emit_estimates;
+        let target_name = self.campaign_target_name(slot);
+        let c = self.campaign_mut(slot);
+        let (p, local) = estimate.map_or((0.0, 0), |e| (e.p_viral, e.local_cases));
+        let transition = c.detector.step(&det_cfg, p, local);
+        c.last = estimate.or(c.last);
+        if let Some(e) = estimate {
+            let r = summary(&e.posterior);
+            if emit_estimates {
+                out.push(Signal::Estimate(Estimate {
+                    campaign: c.name.clone(),
+                    target: target_name.clone(),
+                    time_ms,
+                    window_start: rfc3339(e.window_start_ms),
+                    r,
+                    p_viral: e.p_viral,
+                    local_cases: e.local_cases,
+                    imported_cases: e.imported_cases,
+                    method: e.method,
+                    dispersion: e.dispersion,
+                }));
+            }
+        }
+        let episode = |n: u32, c: &Campaign| {
+            let e = c.last;
+            Episode {
+                campaign: c.name.clone(),
+                target: target_name.clone(),
+                time_ms,
+                episode: n,
+                r: e.map_or(RSummary { mean: 0.0, sd: 0.0, lo: 0.0, hi: 0.0 }, |e| summary(&e.posterior)),
+                p_viral: p,
+                local_cases: local,
+                method: e.map_or(Method::Renewal, |e| e.method),
+            }
+        };
+        match transition {
+            Transition::Onset(n) => out.push(Signal::ViralOnset(episode(n, c))),
+            Transition::Subsided(n) => out.push(Signal::ViralSubsided(episode(n, c))),
+            Transition::None => {}
+        }
+        let shed = c.lineage.shed();
+        let _ = shed;
+        self.forecast(slot, b, time_ms);
+        let keep = self.window_bins + self.gi.len() as i64;
+        self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
+    }
+
+    fn campaign_target_name(&self, slot: u32) -> Option<Arc<str>> {
+        let c = self.campaigns[slot as usize].as_ref()?;
+        c.target.map(|t| self.targets[t as usize].name.clone())
+    }
+
+    /// Renewal and lineage estimates at the end of bin `b`; picks one.
+    fn estimate(&self, slot: u32, b: i64, time_ms: i64) -> Option<CampaignEstimate> {
+        let c = self.campaigns[slot as usize].as_ref()?;
+        let w = self.gi.weights();
+        let first = b - self.window_bins + 1;
+        let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
+        let (mut sum_local, mut sum_imported, mut sum_lambda) = (0u64, 0u64, 0.0);
+        for t in first..=b {
+            if let Some(x) = c.bins.get(t) {
+                sum_local += u64::from(x.local);
+                sum_imported += u64::from(x.imported);
+            }
+            sum_lambda += w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(t - s as i64)).sum::<f64>();
+        }
+        let lineage_first = b - self.lineage_bins + 1;
+        let (mut local_lw, mut linked_lw) = (0u64, 0u64);
+        for t in lineage_first..=b {
+            if let Some(x) = c.bins.get(t) {
+                local_lw += u64::from(x.local);
+                linked_lw += u64::from(x.linked);
+            }
+        }
+        if sum_local == 0 && sum_imported == 0 && sum_lambda <= 0.0 && local_lw == 0 {
+            return None;
+        }
+        let coverage = if local_lw > 0 { linked_lw as f64 / local_lw as f64 } else { 0.0 };
+        let use_lineage = match self.cfg.estimator.method {
+            MethodChoice::Renewal => false,
+            MethodChoice::Lineage => true,
+            MethodChoice::Auto => local_lw > 0 && coverage >= self.cfg.estimator.lineage_min_coverage,
+        };
+        let (posterior, method, dispersion, window_start) = if use_lineage {
+            let l = c.lineage.estimate(lineage_first, b, &self.gi, self.forward.as_ref(), self.prior);
+            let method = if l.with_forwards { Method::LineageForward } else { Method::Lineage };
+            (l.posterior, method, l.dispersion, lineage_first)
+        } else {
+            if sum_lambda <= 0.0 {
+                return None;
+            }
+            (renewal::posterior_from_sums(sum_local as f64, sum_lambda, self.prior), Method::Renewal, 1.0, first)
+        };
+        Some(CampaignEstimate {
+            time_ms,
+            window_start_ms: window_start * self.bin_ms,
+            p_viral: posterior.sf(1.0),
+            posterior,
+            local_cases: sum_local,
+            imported_cases: sum_imported,
+            method,
+            dispersion,
+        })
+    }
+
+    /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
+    fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64) -> Demand {
+        let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
+        let gi_len = self.gi.len() as i64;
+        self.history.clear();
+        for t in (last_bin - gi_len + 1)..=last_bin {
+            self.history.push(c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported)));
+        }
+        let min_cases = u64::from(self.cfg.detector.min_local_cases);
+        let r = c
+            .last
+            .filter(|e| e.local_cases >= min_cases && e.time_ms >= now_ms - self.bin_ms)
+            .map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        let input = ForecastInput {
+            now_ms,
+            bin_ms: self.bin_ms,
+            last_bin,
+            history: &self.history,
+            sends: &c.sends,
+            direct_clicks: c.direct_clicks,
+            r,
+            gi: self.gi.weights(),
+            horizon_bins: self.horizon_bins,
+            click_through: self.cfg.forecast.click_through,
+            click_through_weight: self.cfg.forecast.click_through_weight,
+        };
+        forecast::project(&input, &self.curve, &mut self.scratch)
+    }
+
+    fn forecast(&mut self, slot: u32, b: i64, time_ms: i64) {
+        let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
+        let d = self.campaign_demand(slot, b, time_ms);
+        let rpc = self.targets[t as usize].planner.config().requests_per_click;
+        let c = self.campaign_mut(slot);
+        c.demand = d;
+        c.demand_rps = d.peak_clicks_per_s * rpc;
+    }
+
+    fn plan_send(&mut self, slot: u32, ts_ms: i64, out: &mut Vec<Signal>) {
+        let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
+        let last_bin = bin_of(ts_ms, self.bin_ms) - 1;
+        let d = self.campaign_demand(slot, last_bin, ts_ms);
+        let rpc = self.targets[t as usize].planner.config().requests_per_click;
+        {
+            let c = self.campaign_mut(slot);
+            c.demand = d;
+            c.demand_rps = d.peak_clicks_per_s * rpc;
+        }
+        let rps: f64 = self.targets[t as usize]
+            .members
+            .iter()
+            .filter_map(|&m| self.campaigns[m as usize].as_ref())
+            .map(|c| c.demand_rps)
+            .sum();
+        self.plan_target(t, ts_ms, rps, ScaleReason::Send, out);
+    }
+
+    fn plan_target(&mut self, t: u32, time_ms: i64, campaign_rps: f64, reason: ScaleReason, out: &mut Vec<Signal>) {
+        let target = &mut self.targets[t as usize];
+        let rps = campaign_rps + target.planner.config().baseline_rps;
+        target.forecast_rps = rps;
+        let Some(change) = target.planner.plan(time_ms, rps) else { return };
+        let mut campaigns: Vec<CampaignDemand> = target
+            .members
+            .iter()
+            .filter_map(|&m| self.campaigns[m as usize].as_ref())
+            .filter(|c| c.demand_rps > 0.0)
+            .map(|c| CampaignDemand {
+                campaign: c.name.clone(),
+                forecast_rps: c.demand_rps,
+                r: c.last.map(|e| e.posterior.mean()),
+            })
+            .collect();
+        campaigns.sort_by(|a, b| b.forecast_rps.total_cmp(&a.forecast_rps).then(a.campaign.cmp(&b.campaign)));
+        campaigns.truncate(5);
+        out.push(Signal::ScaleAhead(ScaleAhead {
+            target: target.name.clone(),
+            time_ms,
+            desired_replicas: change.desired,
+            previous_replicas: change.previous,
+            forecast_rps: rps,
+            horizon_s: self.cfg.forecast.horizon.secs_f64(),
+            reason,
+            campaigns,
+        }));
+    }
+
+    /// Counts signals in the stats (the driver calls this for what it emits).
+    pub fn count_signals(&mut self, signals: &[Signal]) {
+        for s in signals {
+            match s {
+                Signal::Estimate(_) => self.stats.signals.estimate += 1,
+                Signal::ViralOnset(_) => self.stats.signals.viral_onset += 1,
+                Signal::ViralSubsided(_) => self.stats.signals.viral_subsided += 1,
+                Signal::ScaleAhead(_) => self.stats.signals.scale_ahead += 1,
+            }
+        }
+    }
+
+    /// Clickers not followed because of the per-campaign limit, over live campaigns.
+    pub fn shed_clickers(&self) -> u64 {
+        self.campaigns.iter().flatten().map(|c| c.lineage.shed()).sum()
+    }
+}
+
+/// The live campaign in `slot` (slots handed out by the engine are live
+/// until evicted, and evicted slots are never used again before reuse).
+fn slot_mut(campaigns: &mut [Option<Campaign>], slot: u32) -> &mut Campaign {
+    match campaigns.get_mut(slot as usize) {
+        Some(Some(c)) => c,
+        _ => unreachable!("campaign slot {slot} is live"),
+    }
+}
+
+/// Mean, sd and 95% equal-tailed interval of a Gamma posterior.
+pub fn summary(g: &gamma::Gamma) -> RSummary {
+    RSummary { mean: g.mean(), sd: g.sd(), lo: g.quantile(0.025), hi: g.quantile(0.975) }
+}

@@ -1,0 +1,131 @@
+//! Event-time bins of one campaign, kept in a ring.
+//!
+//! A bin `b` covers `[b·bin_ms, (b+1)·bin_ms)` of event time (bins are aligned
+//! to the Unix epoch, so every campaign and every process agrees on them). The
+//! ring holds the bins from `base` upwards: closed bins still needed by the
+//! estimators (the window plus the generation-interval support) and the open
+//! bins that may still receive late events. Memory per campaign is therefore
+//! bounded by `window + gi_len + (allowed_lateness + max_future)/bin` bins.
+
+use std::collections::VecDeque;
+
+/// Tallies of one campaign in one bin.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BinCounts {
+    /// Generation ≥ 1 clicks: *local* cases of the renewal model.
+    pub local: u32,
+    /// Generation 0 clicks: *imported* cases (direct recipients).
+    pub imported: u32,
+    /// Local clicks whose `parent` was a known clicker (set when the bin closes).
+    pub linked: u32,
+    /// Forward events.
+    pub forwards: u32,
+    /// Addressees of those forwards.
+    pub forward_recipients: u64,
+    /// Recipients of sends.
+    pub sent: u64,
+}
+
+/// A ring of bins indexed by absolute bin number.
+#[derive(Clone, Debug, Default)]
+pub struct Bins<T> {
+    base: i64,
+    items: VecDeque<T>,
+}
+
+impl<T: Default> Bins<T> {
+    /// An empty ring whose first bin will be `base`.
+    pub fn starting_at(base: i64) -> Self {
+        Bins { base, items: VecDeque::new() }
+    }
+
+    /// First bin still held.
+    pub fn base(&self) -> i64 {
+        self.base
+    }
+
+    /// One past the last bin held.
+    pub fn end(&self) -> i64 {
+        self.base + self.items.len() as i64
+    }
+
+    /// The bin, if held.
+    pub fn get(&self, bin: i64) -> Option<&T> {
+        if bin < self.base {
+            return None;
+        }
+        self.items.get((bin - self.base) as usize)
+    }
+
+    /// The bin, created (with all bins before it) if needed. `None` if `bin` is
+    /// before the ring's base (already discarded).
+    pub fn get_mut(&mut self, bin: i64) -> Option<&mut T> {
+        if bin < self.base {
+            return None;
+        }
+        let idx = (bin - self.base) as usize;
+        while self.items.len() <= idx {
+            self.items.push_back(T::default());
+        }
+        self.items.get_mut(idx)
+    }
+
+    /// Drops every bin before `bin`.
+    pub fn trim_before(&mut self, bin: i64) {
+        while self.base < bin {
+            if self.items.pop_front().is_none() {
+                self.base = bin;
+                break;
+            }
+            self.base += 1;
+        }
+    }
+
+    /// Drops every bin before `bin`, handing each to `f` first.
+    pub fn drain_before(&mut self, bin: i64, mut f: impl FnMut(i64, T)) {
+        while self.base < bin {
+            match self.items.pop_front() {
+                Some(item) => f(self.base, item),
+                None => {
+                    self.base = bin;
+                    break;
+                }
+            }
+            self.base += 1;
+        }
+    }
+}
+
+/// The bin holding event time `ts_ms`.
+#[inline]
+pub fn bin_of(ts_ms: i64, bin_ms: i64) -> i64 {
+    ts_ms.div_euclid(bin_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_grows_and_trims() {
+        let mut b: Bins<u32> = Bins::starting_at(10);
+        *b.get_mut(12).unwrap() += 3;
+        assert_eq!(b.end(), 13);
+        assert_eq!(b.get(11), Some(&0));
+        assert_eq!(b.get(12), Some(&3));
+        assert!(b.get_mut(9).is_none());
+        b.trim_before(12);
+        assert_eq!(b.base(), 12);
+        assert_eq!(b.get(12), Some(&3));
+        b.trim_before(20);
+        assert_eq!(b.base(), 20);
+        assert_eq!(b.end(), 20);
+    }
+
+    #[test]
+    fn bins_are_epoch_aligned_for_negative_times() {
+        assert_eq!(bin_of(59_999, 60_000), 0);
+        assert_eq!(bin_of(60_000, 60_000), 1);
+        assert_eq!(bin_of(-1, 60_000), -1);
+    }
+}

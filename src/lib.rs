@@ -1,0 +1,38 @@
+//! # floodgate
+//!
+//! Predictive scale-ahead for mass mailings. floodgate reads a campaign's
+//! send, click and forward events, estimates its pass-along reproduction
+//! number R (new clickers per clicker, through forwarding) in sliding
+//! event-time windows, and tells autoscalers to add capacity for the linked
+//! web service *before* a forwarded mailing's wave arrives.
+//!
+//! ## Layout
+//!
+//! The engine is a pure, synchronous core; I/O lives at the edges, so
+//! `replay`, `run`, `backtest`, the benchmarks and the property tests all drive
+//! the same code.
+//!
+//! ```text
+//! source (file | kafka) -> decode -> engine -> sinks (stdout | kafka | metrics | http)
+//! ```
+//!
+//! * [`event`] — the `Event` type (send, click, forward), borrowed from the input.
+//! * [`decode`] — bytes → `Event` or a `Rejection` with its reason.
+//! * [`time`] — RFC 3339 and duration parsing.
+//! * [`config`] — the typed, validated configuration (TOML + env overrides).
+//! * [`engine`] — campaign table, event-time bins, watermark, estimators
+//!   ([`engine::renewal`], [`engine::lineage`]), detector, forecast, planner.
+//! * [`signal`] — what floodgate emits, as CloudEvents JSON with deterministic ids.
+//! * [`replay`] — the file/stdin driver shared by `floodgate replay` and tests.
+//! * [`simulate`] — synthetic mailings with known R.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod decode;
+pub mod engine;
+pub mod event;
+pub mod replay;
+pub mod signal;
+pub mod simulate;
+pub mod time;

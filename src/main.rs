@@ -1,0 +1,225 @@
+//! The `floodgate` command line. Errors are reported with `anyhow` here and
+//! only here; the library returns typed errors.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use floodgate::config::Config;
+use floodgate::engine::Engine;
+use floodgate::replay::replay;
+use floodgate::signal::Signal;
+use floodgate::simulate::{demo_scenario, simulate, standard_scenarios, SimSpec};
+
+/// Predictive scale-ahead for mass mailings: estimates each campaign's
+/// pass-along reproduction number R from send/click/forward events and tells
+/// autoscalers to add capacity before the wave arrives.
+#[derive(Parser, Debug)]
+#[command(name = "floodgate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay an NDJSON event log through the engine; signals (CloudEvents
+    /// NDJSON) to stdout, a summary to stderr.
+    Replay(ReplayArgs),
+    /// Write a synthetic event log with known R (NDJSON) to stdout or a file.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// One CloudEvents JSON object per line.
+    Json,
+    /// An aligned table for people.
+    Table,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// NDJSON file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    path: PathBuf,
+    /// TOML configuration (defaults apply to every key not given).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Also emit a `floodgate.estimate` per campaign per bin.
+    #[arg(long)]
+    estimates: bool,
+    /// Write counters (accepted, rejected, duplicates, late, campaigns, signals) as JSON here.
+    #[arg(long)]
+    stats: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Print at most this many rejected lines to stderr (all are counted).
+    #[arg(long, default_value_t = 20)]
+    max_errors: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Scenario {
+    /// Three campaigns: viral, flat, and one turning viral (the shipped example).
+    Demo,
+    /// Eleven campaigns with R from 0.3 to 2.5 and one jumping 0.5 → 1.8.
+    Standard,
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// Random seed (same seed, same log).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Which campaigns.
+    #[arg(long, value_enum, default_value_t = Scenario::Demo)]
+    scenario: Scenario,
+    /// A JSON `SimSpec` file instead of a built-in scenario.
+    #[arg(long, conflicts_with = "scenario")]
+    spec: Option<PathBuf>,
+    /// Send time of the first campaign (RFC 3339).
+    #[arg(long, default_value = "2026-03-02T08:00:00Z")]
+    start: String,
+    /// Probability that a click is written twice (same id).
+    #[arg(long, default_value_t = 0.0)]
+    duplicates: f64,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Also write the simulated truth (the spec) as JSON here.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => cmd_replay(args),
+        Command::Simulate(args) => cmd_simulate(args),
+    };
+    if let Err(e) = result {
+        // A closed stdout (e.g. `| head`) is not an error worth a message.
+        if e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe) {
+            std::process::exit(0);
+        }
+        eprintln!("floodgate: error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Arc<Config>> {
+    let cfg = Config::load(path).with_context(|| match path {
+        Some(p) => format!("loading configuration {}", p.display()),
+        None => "loading configuration from defaults and FLOODGATE_* variables".to_string(),
+    })?;
+    Ok(Arc::new(cfg))
+}
+
+fn cmd_replay(args: ReplayArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let source = cfg.output.source.clone();
+    let mut engine = Engine::new(cfg)?.with_estimates(args.estimates);
+    let input: Box<dyn io::BufRead> = if args.path.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))
+    } else {
+        let f = File::open(&args.path)
+            .with_context(|| format!("cannot open {} (give a path to an NDJSON event log, or `-` for stdin)", args.path.display()))?;
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut line = String::with_capacity(512);
+    let mut shown_errors = 0u64;
+    let table = args.format == Format::Table;
+    if table {
+        writeln!(out, "{:<24} {:<16} {:<22} {}", "time", "signal", "subject", "details")?;
+    }
+    let max_errors = args.max_errors;
+    let path_name = args.path.display().to_string();
+    let report = replay(
+        input,
+        &mut engine,
+        |s: &Signal| {
+            if table {
+                let kind = s.kind().trim_start_matches("floodgate.");
+                writeln!(out, "{:<24} {:<16} {:<22} {}", floodgate::time::rfc3339(s.time_ms()), kind, s.subject(), s.summary())
+            } else {
+                line.clear();
+                s.write_cloudevent(&source, &mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes())
+            }
+        },
+        |e| {
+            shown_errors += 1;
+            if shown_errors <= max_errors {
+                eprintln!("floodgate: {path_name}: {e}");
+            }
+        },
+    )
+    .with_context(|| format!("reading {}", args.path.display()))?;
+    out.flush()?;
+    eprintln!(
+        "floodgate: {} lines: {} accepted, {} rejected, {} duplicates, {} late; {} campaigns; {} signals ({} viral onsets, {} scale-ahead)",
+        report.lines,
+        report.accepted,
+        report.rejected,
+        report.duplicates,
+        report.late,
+        report.campaigns,
+        report.signals,
+        report.engine.signals.viral_onset,
+        report.engine.signals.scale_ahead,
+    );
+    if shown_errors > max_errors {
+        eprintln!("floodgate: {} more rejected lines not shown (--max-errors)", shown_errors - max_errors);
+    }
+    if let Some(p) = args.stats {
+        let f = File::create(&p).with_context(|| format!("cannot write --stats file {}", p.display()))?;
+        serde_json::to_writer_pretty(f, &report).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn cmd_simulate(args: SimulateArgs) -> Result<()> {
+    let Some(start) = floodgate::time::parse_rfc3339_ms(&args.start) else {
+        bail!("--start {:?} is not an RFC 3339 time (e.g. 2026-03-02T08:00:00Z)", args.start);
+    };
+    if !(0.0..=1.0).contains(&args.duplicates) {
+        bail!("--duplicates {} must be a probability between 0 and 1", args.duplicates);
+    }
+    let mut spec: SimSpec = match &args.spec {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read --spec {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a valid simulation spec", p.display()))?
+        }
+        None => match args.scenario {
+            Scenario::Demo => demo_scenario(args.seed, start),
+            Scenario::Standard => standard_scenarios(args.seed, start),
+        },
+    };
+    spec.duplicate_rate = args.duplicates;
+    let events = simulate(&spec);
+    let sink: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut w = BufWriter::new(sink);
+    for e in &events {
+        w.write_all(e.line.as_bytes())?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    if let Some(p) = &args.truth {
+        let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        serde_json::to_writer_pretty(f, &spec)?;
+    }
+    eprintln!("floodgate: simulated {} events for {} campaigns (seed {})", events.len(), spec.campaigns.len(), args.seed);
+    Ok(())
+}

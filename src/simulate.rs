@@ -4,7 +4,7 @@
 //! clicks with probability `click_through`, after a Gamma response delay
 //! (mean 30 min, sd 30 min). Every clicker forwards the mail with probability
 //! `p_forward(t)`, one forward to `1 + Geometric` addressees (mean
-//! `addressees`), after a delay of `1 min + Gamma(1, 6.25 min)`; each
+//! `addressees`, raised where R would need `p_forward` above 0.8), after a delay of `1 min + Gamma(1, 6.25 min)`; each
 //! addressee clicks with probability `forward_click_through` after a further
 //! `Gamma(1.56, 6.25 min)`. The click → offspring-click delay is therefore
 //! `1 min + Gamma(2.56, 6.25 min)`: mean 17 min, sd 10 min — exactly the
@@ -222,12 +222,16 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
                 events.push(SimEvent { ts_ms: t, line: line.clone(), generation: Some(generation), campaign: ci });
             }
             events.push(SimEvent { ts_ms: t, line, generation: Some(generation), campaign: ci });
-            let p_forward = (c.r_at(t) / (c.addressees * c.forward_click_through)).min(1.0);
+            // R = p_forward × mean addressees × forward click-through; when R
+            // needs p_forward > 0.8, forwards go to more addressees instead.
+            let r = c.r_at(t);
+            let mean_addressees = c.addressees.max(r / (0.8 * c.forward_click_through));
+            let p_forward = r / (mean_addressees * c.forward_click_through);
             if !rng.chance(p_forward) {
                 continue;
             }
             let t_fwd = t + (MINUTE + rng.gamma(1.0, THETA)) as i64;
-            let addressees = rng.one_plus_geometric(c.addressees);
+            let addressees = rng.one_plus_geometric(mean_addressees);
             if t_fwd < end {
                 events.push(SimEvent {
                     ts_ms: t_fwd,

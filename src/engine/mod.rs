@@ -496,13 +496,14 @@ impl Engine {
     fn campaign_slot(&mut self, name: &str, bin: i64) -> Option<u32> {
         if let Some(&slot) = self.index.get(name) {
             let closed = self.closed;
-            let c = self.campaign_mut(slot);
+            let (lineage_bins, keep) = (self.lineage_bins, self.window_bins + self.gi.len() as i64);
+            let c = slot_mut(&mut self.campaigns, slot);
             if let Some(cl) = closed {
                 if c.closed < cl {
                     // Woken from dormancy: skip the empty bins.
                     c.closed = cl;
-                    c.lineage.expire_before(cl - self.lineage_bins);
-                    c.bins.trim_before(cl - self.window_bins - self.gi.len() as i64);
+                    c.lineage.expire_before(cl - lineage_bins);
+                    c.bins.trim_before(cl - keep);
                 }
             }
             return Some(slot);
@@ -765,11 +766,21 @@ impl Engine {
         self.plan_target(t, ts_ms, rps, ScaleReason::Send, out);
     }
 
+    /// Plans target `t`. A forecast step emits `scale_ahead` only when the
+    /// applied replica count changes; a send always emits one (the plan made
+    /// at send time, before the first click), even if the count stays.
     fn plan_target(&mut self, t: u32, time_ms: i64, campaign_rps: f64, reason: ScaleReason, out: &mut Vec<Signal>) {
         let target = &mut self.targets[t as usize];
         let rps = campaign_rps + target.planner.config().baseline_rps;
         target.forecast_rps = rps;
-        let Some(change) = target.planner.plan(time_ms, rps) else { return };
+        let change = match (target.planner.plan(time_ms, rps), reason) {
+            (Some(change), _) => change,
+            (None, ScaleReason::Send) => {
+                let n = target.planner.current();
+                planner::Change { previous: n, desired: n }
+            }
+            (None, ScaleReason::Forecast) => return,
+        };
         let mut campaigns: Vec<CampaignDemand> = target
             .members
             .iter()

@@ -8,12 +8,17 @@
 //! Scaling up takes effect at once. Scaling down is *stabilised* the way the
 //! Kubernetes HPA does it: the replica count applied is the maximum desired
 //! over the last `cooldown`, so a forecast dip does not release capacity that
-//! the next wave needs. A `scale_ahead` signal is emitted only when the
+//! the next wave needs. Rises within [`TOLERANCE`] of the current count are
+//! ignored. A `scale_ahead` signal is emitted only when the
 //! applied count changes.
 
 use std::collections::VecDeque;
 
 use crate::config::PlannerConfig;
+
+/// Rises of at most this fraction of the current count are not applied
+/// (Kubernetes' HPA uses the same 10 % default tolerance).
+pub const TOLERANCE: f64 = 0.1;
 
 /// Replicas needed for `rps` under `cfg`, before stabilisation.
 pub fn replicas_for(cfg: &PlannerConfig, rps: f64) -> u32 {
@@ -71,7 +76,13 @@ impl Planner {
         }
         self.recent.push_back((now_ms, want));
         let applied = if want >= self.current {
-            want
+            // Like the HPA's tolerance: ignore rises within 10 % of the
+            // current count, so a growing wave does not emit a signal per bin.
+            if f64::from(want - self.current) <= TOLERANCE * f64::from(self.current) {
+                self.current
+            } else {
+                want
+            }
         } else {
             // Scale down only to the maximum desired over the cooldown.
             self.recent.front().map_or(want, |&(_, n)| n)
@@ -119,5 +130,8 @@ mod tests {
         assert_eq!(p.plan(300_000, 100.0), None);
         assert_eq!(p.plan(600_001, 100.0), Some(Change { previous: 10, desired: 3 }));
         assert_eq!(p.plan(660_000, 480.0), Some(Change { previous: 3, desired: 12 }));
+        // 12 → 13 is within the 10 % tolerance; 12 → 14 is not.
+        assert_eq!(p.plan(720_000, 500.0), None);
+        assert_eq!(p.plan(780_000, 540.0), Some(Change { previous: 12, desired: 14 }));
     }
 }

@@ -72,6 +72,8 @@ pub fn replay<R: BufRead>(
     let mut buf = Vec::with_capacity(1024);
     let mut out: Vec<Signal> = Vec::new();
     let (mut line_no, mut offset) = (0u64, 0u64);
+    let max_future = engine.config().estimator.max_future.ms();
+    let mut held: Option<Held> = None;
     let mut emit = |out: &mut Vec<Signal>, engine: &mut Engine, report: &mut ReplayReport| -> io::Result<()> {
         engine.count_signals(out);
         for s in out.drain(..) {
@@ -108,18 +110,42 @@ pub fn replay<R: BufRead>(
                 format!("{} bytes is over limits.max_event_bytes ({max_bytes})", line.len()),
             ))
         } else {
-            decode(line).and_then(|ev| engine.apply(&ev, &mut out))
+            match decode(line) {
+                Err(r) => Err(r),
+                Ok(ev) => {
+                    let mut result = engine.apply(&ev, &mut out);
+                    let is_future = matches!(&result, Err(r) if r.reason == RejectReason::Future);
+                    // An event far ahead is either a bad clock or a real gap in
+                    // the log. Hold it; the next event decides: if it agrees
+                    // (also far ahead, near the held one) time really jumped
+                    // and both are applied; otherwise the held one was a bad
+                    // clock and is rejected with its own line number.
+                    match (held.take(), is_future) {
+                        (Some(h), true) if (ev.ts_ms - h.ts_ms).abs() <= max_future => {
+                            engine.accept_jump(h.ts_ms.min(ev.ts_ms));
+                            apply_held(&h, engine, &mut out, &mut report, &mut on_error);
+                            result = engine.apply(&ev, &mut out);
+                        }
+                        (Some(h), _) => {
+                            reject_held(h, &mut report, &mut on_error);
+                            if is_future {
+                                held = Some(Held { bytes: line.to_vec(), line: line_no, offset: start, ts_ms: ev.ts_ms, rejection: result.clone().err() });
+                                continue;
+                            }
+                        }
+                        (None, true) => {
+                            held = Some(Held { bytes: line.to_vec(), line: line_no, offset: start, ts_ms: ev.ts_ms, rejection: result.clone().err() });
+                            continue;
+                        }
+                        (None, false) => {}
+                    }
+                    result
+                }
+            }
         };
         match result {
-            Ok(Applied::Accepted) => report.accepted += 1,
-            Ok(Applied::Duplicate) => report.duplicates += 1,
-            Ok(Applied::Late) => report.late += 1,
-            Ok(Applied::Shed) => report.shed += 1,
-            Err(rejection) => {
-                report.rejected += 1;
-                *report.rejected_by_reason.entry(rejection.reason.as_str()).or_default() += 1;
-                on_error(&LineError { line: line_no, offset: start, rejection });
-            }
+            Ok(applied) => count(applied, &mut report),
+            Err(rejection) => reject(LineError { line: line_no, offset: start, rejection }, &mut report, &mut on_error),
         }
         if let Some(wm) = engine.natural_watermark() {
             engine.advance_to(wm, &mut out);
@@ -128,11 +154,50 @@ pub fn replay<R: BufRead>(
             emit(&mut out, engine, &mut report)?;
         }
     }
+    if let Some(h) = held.take() {
+        reject_held(h, &mut report, &mut on_error);
+    }
     engine.flush(&mut out);
     emit(&mut out, engine, &mut report)?;
     report.campaigns = engine.stats().campaigns_seen;
     report.engine = engine.stats().clone();
     Ok(report)
+}
+
+/// A line held back because its time was far ahead of the others.
+struct Held {
+    bytes: Vec<u8>,
+    line: u64,
+    offset: u64,
+    ts_ms: i64,
+    rejection: Option<Rejection>,
+}
+
+fn apply_held(h: &Held, engine: &mut Engine, out: &mut Vec<Signal>, report: &mut ReplayReport, on_error: &mut impl FnMut(&LineError)) {
+    match decode(&h.bytes).and_then(|ev| engine.apply(&ev, out)) {
+        Ok(applied) => count(applied, report),
+        Err(rejection) => reject(LineError { line: h.line, offset: h.offset, rejection }, report, on_error),
+    }
+}
+
+fn reject_held(h: Held, report: &mut ReplayReport, on_error: &mut impl FnMut(&LineError)) {
+    let rejection = h.rejection.unwrap_or_else(|| Rejection::new(RejectReason::Future, "event time far ahead of the log"));
+    reject(LineError { line: h.line, offset: h.offset, rejection }, report, on_error);
+}
+
+fn count(applied: Applied, report: &mut ReplayReport) {
+    match applied {
+        Applied::Accepted => report.accepted += 1,
+        Applied::Duplicate => report.duplicates += 1,
+        Applied::Late => report.late += 1,
+        Applied::Shed => report.shed += 1,
+    }
+}
+
+fn reject(e: LineError, report: &mut ReplayReport, on_error: &mut impl FnMut(&LineError)) {
+    report.rejected += 1;
+    *report.rejected_by_reason.entry(e.rejection.reason.as_str()).or_default() += 1;
+    on_error(&e);
 }
 
 /// Replays a whole byte buffer and returns the signals (tests, benchmarks).

@@ -173,6 +173,7 @@ pub struct Engine {
     targets: Vec<Target>,
     target_index: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
     max_ts: Option<i64>,
+    clock_ms: Option<i64>,
     /// Bins before this one are final.
     closed: Option<i64>,
     active_until: i64,
@@ -232,6 +233,7 @@ impl Engine {
             targets: Vec::new(),
             target_index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(2)),
             max_ts: None,
+            clock_ms: None,
             closed: None,
             active_until: i64::MIN,
             dedup_ids: 0,
@@ -285,18 +287,33 @@ impl Engine {
         self.max_ts.map(|m| m - self.cfg.estimator.allowed_lateness.ms())
     }
 
+    /// Sets the reference time for the `future` check (a live source passes
+    /// its wall clock). Without one, events more than `estimator.max_future`
+    /// ahead of the latest event time are refused, and the driver decides
+    /// with [`Engine::accept_jump`] whether a refused time was a real jump.
+    pub fn set_clock(&mut self, now_ms: Option<i64>) {
+        self.clock_ms = now_ms;
+    }
+
+    /// Accepts that event time really jumped to `ts_ms` (two events agree on
+    /// it), so events near it are no longer refused as `future`.
+    pub fn accept_jump(&mut self, ts_ms: i64) {
+        self.max_ts = Some(self.max_ts.map_or(ts_ms, |m| m.max(ts_ms)));
+    }
+
     /// Counts one event. Signals caused directly by it (a send's
     /// `scale_ahead`) are appended to `out`. Never advances the watermark.
     pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<Applied, Rejection> {
-        if let Some(m) = self.max_ts {
+        if let Some(m) = self.clock_ms.or(self.max_ts) {
             let limit = m.saturating_add(self.cfg.estimator.max_future.ms());
             if ev.ts_ms > limit {
                 return Err(Rejection::new(
                     RejectReason::Future,
                     format!(
-                        "`ts` {} is more than estimator.max_future ({}) ahead of the latest event time {}",
+                        "`ts` {} is more than estimator.max_future ({}) ahead of {} {}",
                         rfc3339(ev.ts_ms),
                         crate::time::format_duration_ms(self.cfg.estimator.max_future.ms()),
+                        if self.clock_ms.is_some() { "the clock" } else { "the latest event time" },
                         rfc3339(m)
                     ),
                 ));
@@ -511,7 +528,10 @@ impl Engine {
         if self.live >= self.cfg.limits.max_campaigns as usize {
             return None;
         }
-        let closed = self.closed.unwrap_or(bin);
+        // Bins from the final frontier on must be placeable; before the
+        // first watermark, anything within the allowed lateness of this event.
+        let lateness_bins = self.cfg.estimator.allowed_lateness.ms() / self.bin_ms + 1;
+        let closed = self.closed.unwrap_or(bin - lateness_bins);
         let name: Arc<str> = Arc::from(name);
         let c = Campaign::new(name.clone(), bin, closed, self.cfg.limits.max_clickers_per_campaign as usize);
         let slot = match self.free.pop() {

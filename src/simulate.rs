@@ -313,17 +313,17 @@ pub fn demo_scenario(seed: u64, start_ms: i64) -> SimSpec {
         jump_after_ms: None,
         addressees: 4.0,
         forward_click_through: 0.35,
-        duration_ms: (150.0 * MINUTE) as i64,
+        duration_ms: (120.0 * MINUTE) as i64,
     };
-    let mut jump = base("webinar-invite", "events-web", 20, 10_000, 0.5);
+    let mut jump = base("webinar-invite", "events-web", 20, 8_000, 0.5);
     jump.r_after = Some(1.8);
-    jump.jump_after_ms = Some((50.0 * MINUTE) as i64);
-    jump.duration_ms = (140.0 * MINUTE) as i64;
+    jump.jump_after_ms = Some((40.0 * MINUTE) as i64);
+    jump.duration_ms = (120.0 * MINUTE) as i64;
     SimSpec {
         seed,
         campaigns: vec![
-            base("spring-sale", "shop-web", 0, 6_000, 1.6),
-            base("weekly-newsletter", "blog-web", 10, 20_000, 0.4),
+            base("spring-sale", "shop-web", 0, 5_000, 1.6),
+            base("weekly-newsletter", "blog-web", 10, 12_000, 0.4),
             jump,
         ],
         duplicate_rate: 0.0,

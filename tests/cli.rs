@@ -1,0 +1,167 @@
+//! End-to-end tests of the `floodgate` binary.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_floodgate"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn floodgate");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn replay_of_the_shipped_example_emits_cloudevents_and_stats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = dir.path().join("stats.json");
+    let example = repo("examples/viral-mailing.ndjson");
+    let out = bin()
+        .arg("replay")
+        .arg(&example)
+        .arg("--config")
+        .arg(repo("examples/floodgate.toml"))
+        .arg("--stats")
+        .arg(&stats)
+        .output()
+        .expect("run replay");
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let signals: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    assert!(!signals.is_empty());
+    for s in &signals {
+        for key in ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"] {
+            assert!(s.get(key).is_some(), "CloudEvent without {key}: {s}");
+        }
+        assert_eq!(s["specversion"], "1.0");
+        assert_eq!(s["id"].as_str().map(str::len), Some(32));
+    }
+    let onsets: Vec<&str> = signals.iter().filter(|s| s["type"] == "floodgate.viral_onset").filter_map(|s| s["subject"].as_str()).collect();
+    assert!(onsets.contains(&"spring-sale"), "{onsets:?}");
+    assert!(onsets.contains(&"webinar-invite"), "{onsets:?}");
+    assert!(!onsets.contains(&"weekly-newsletter"), "{onsets:?}");
+
+    // A scale_ahead for each send's target at the send, before its first click.
+    let log = std::fs::read_to_string(&example).expect("example");
+    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    for send in events.iter().filter(|e| e["type"] == "send") {
+        let campaign = send["campaign"].as_str().expect("campaign");
+        let target = send["target"].as_str().expect("target");
+        let first_click = events
+            .iter()
+            .filter(|e| e["type"] == "click" && e["campaign"] == campaign)
+            .filter_map(|e| floodgate::time::parse_rfc3339_ms(e["ts"].as_str()?))
+            .min()
+            .expect("clicks");
+        let send_ts = floodgate::time::parse_rfc3339_ms(send["ts"].as_str().expect("ts")).expect("rfc3339");
+        let planned = signals.iter().any(|s| {
+            s["type"] == "floodgate.scale_ahead"
+                && s["subject"] == target
+                && s["data"]["reason"] == "send"
+                && floodgate::time::parse_rfc3339_ms(s["time"].as_str().unwrap_or("")) == Some(send_ts)
+        });
+        assert!(planned, "no scale_ahead for {target} at the send of {campaign}");
+        assert!(send_ts < first_click);
+    }
+
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats written")).expect("stats JSON");
+    for key in ["accepted", "rejected", "duplicates", "late", "campaigns", "signals"] {
+        assert!(stats[key].is_u64(), "stats lacks {key}: {stats}");
+    }
+    assert_eq!(stats["accepted"].as_u64(), Some(log.lines().count() as u64));
+    assert_eq!(stats["signals"].as_u64(), Some(signals.len() as u64));
+    assert_eq!(stats["campaigns"].as_u64(), Some(3));
+}
+
+#[test]
+fn table_format_is_for_people() {
+    let out = bin()
+        .args(["replay", "--format", "table", "--config"])
+        .arg(repo("examples/floodgate.toml"))
+        .arg(repo("examples/viral-mailing.ndjson"))
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let first = text.lines().next().unwrap_or("");
+    assert!(first.starts_with("time") && first.contains("signal") && first.contains("subject"), "{first}");
+    assert!(text.contains("viral_onset      spring-sale"), "{text}");
+}
+
+#[test]
+fn bad_lines_are_reported_with_line_numbers_and_do_not_stop_the_run() {
+    let input = [
+        r#"{"type":"send","campaign":"c","ts":"2026-03-02T08:00:00Z","recipients":100,"target":"web"}"#,
+        r#"{"type":"click","campaign":"c","ts":"2026-03-02T08:01:00Z"}"#,
+        r#"{"type":"click","campaign":"c","ts":"not a time"}"#,
+        "garbage",
+        r#"{"type":"click","campaign":"c","ts":"2026-03-02T08:02:00Z","extra":"ignored"}"#,
+    ]
+    .join("\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = dir.path().join("s.json");
+    let out = run_with_stdin(&["replay", "-", "--stats", stats.to_str().expect("path")], &input);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("ts"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).expect("stats")).expect("json");
+    assert_eq!(stats["accepted"], 3);
+    assert_eq!(stats["rejected"], 2);
+    assert_eq!(stats["rejected_by_reason"]["timestamp"], 1);
+    assert_eq!(stats["rejected_by_reason"]["json"], 1);
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[estimator]\nprior_sd = -1\n").expect("write");
+    let out = bin().args(["replay", "--config"]).arg(&cfg).arg(repo("examples/viral-mailing.ndjson")).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("estimator.prior_sd"), "{err}");
+
+    std::fs::write(&cfg, "[estimator]\nbin = \"90 parsecs\"\n").expect("write");
+    let out = bin().args(["replay", "--config"]).arg(&cfg).arg(repo("examples/viral-mailing.ndjson")).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bin"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Env overrides are validated the same way.
+    let out = bin()
+        .args(["replay"])
+        .arg(repo("examples/viral-mailing.ndjson"))
+        .env("FLOODGATE_DETECTOR__ONSET_PROBABILITY", "1.5")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detector.onset_probability"));
+}
+
+#[test]
+fn missing_input_file_says_what_to_do() {
+    let out = bin().args(["replay", "/nonexistent/events.ndjson"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/events.ndjson") && err.contains("NDJSON"), "{err}");
+}
+
+#[test]
+fn simulate_is_deterministic_and_replayable() {
+    let a = bin().args(["simulate", "--seed", "4"]).output().expect("run");
+    let b = bin().args(["simulate", "--seed", "4"]).output().expect("run");
+    let c = bin().args(["simulate", "--seed", "5"]).output().expect("run");
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(a.stdout, c.stdout);
+    let out = run_with_stdin(&["replay", "-"], &String::from_utf8_lossy(&a.stdout));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 rejected"));
+}

@@ -32,6 +32,16 @@ enum Command {
     Replay(ReplayArgs),
     /// Write a synthetic event log with known R (NDJSON) to stdout or a file.
     Simulate(SimulateArgs),
+    /// Print the effective configuration (defaults, file and FLOODGATE_*
+    /// overrides applied, validated) as TOML.
+    Config(ConfigArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ConfigArgs {
+    /// TOML configuration to check and print with its defaults filled in.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -102,6 +112,7 @@ fn main() {
     let result = match cli.command {
         Command::Replay(args) => cmd_replay(args),
         Command::Simulate(args) => cmd_simulate(args),
+        Command::Config(args) => cmd_config(args),
     };
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is not an error worth a message.
@@ -221,5 +232,14 @@ fn cmd_simulate(args: SimulateArgs) -> Result<()> {
         serde_json::to_writer_pretty(f, &spec)?;
     }
     eprintln!("floodgate: simulated {} events for {} campaigns (seed {})", events.len(), spec.campaigns.len(), args.seed);
+    Ok(())
+}
+
+fn cmd_config(args: ConfigArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    // Also check what only the engine checks (e.g. the generation interval).
+    Engine::new(cfg.clone())?;
+    let text = toml::to_string_pretty(&*cfg).context("rendering the configuration as TOML")?;
+    print!("{text}");
     Ok(())
 }

@@ -83,6 +83,8 @@ pub(crate) struct Campaign {
     pub last: Option<CampaignEstimate>,
     pub demand: Demand,
     pub demand_rps: f64,
+    /// Last closed bin with any click (Λ is zero a GI support after it).
+    pub last_incidence_bin: i64,
 }
 
 /// At most this many sends are remembered per campaign (the most recent).
@@ -108,6 +110,7 @@ impl Campaign {
             last: None,
             demand: Demand::default(),
             demand_rps: 0.0,
+            last_incidence_bin: i64::MIN,
         }
     }
 

@@ -50,6 +50,10 @@ use planner::Planner;
 use renewal::Prior;
 use window::bin_of;
 
+/// Campaigns with more clicks than this are never evicted to make room
+/// (only idle ones are, after `limits.idle_timeout`).
+pub const EVICTABLE_CLICKS: u64 = 2;
+
 /// What happened to an applied event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -78,8 +82,11 @@ pub struct Stats {
     pub clicks: u64,
     /// Forwards counted.
     pub forwards: u64,
-    /// Events of campaigns not tracked because of `limits.max_campaigns`.
+    /// Events of campaigns not tracked because of `limits.max_campaigns`
+    /// (the table was full of campaigns with traffic).
     pub shed_campaigns: u64,
+    /// Low-traffic campaigns evicted to admit a new one when the table was full.
+    pub shed_campaigns_evicted: u64,
     /// Clickers not followed because of `limits.max_clickers_per_campaign`.
     pub shed_clickers: u64,
     /// Event ids not remembered for dedup because of `limits.max_dedup_ids`.
@@ -178,6 +185,7 @@ pub struct Engine {
     closed: Option<i64>,
     active_until: i64,
     dedup_ids: u64,
+    evict_cursor: u64,
     stats: Stats,
     work: Vec<Pending>,
     scratch: Vec<f64>,
@@ -237,6 +245,7 @@ impl Engine {
             closed: None,
             active_until: i64::MIN,
             dedup_ids: 0,
+            evict_cursor: 0x5eed,
             stats: Stats::default(),
             work: Vec::new(),
             scratch: Vec::new(),
@@ -513,7 +522,7 @@ impl Engine {
     fn campaign_slot(&mut self, name: &str, bin: i64) -> Option<u32> {
         if let Some(&slot) = self.index.get(name) {
             let closed = self.closed;
-            let (lineage_bins, keep) = (self.lineage_bins, self.window_bins + self.gi.len() as i64);
+            let (lineage_bins, keep) = (self.lineage_bins, self.keep_bins());
             let c = slot_mut(&mut self.campaigns, slot);
             if let Some(cl) = closed {
                 if c.closed < cl {
@@ -525,7 +534,7 @@ impl Engine {
             }
             return Some(slot);
         }
-        if self.live >= self.cfg.limits.max_campaigns as usize {
+        if self.live >= self.cfg.limits.max_campaigns as usize && !self.evict_for_new() {
             return None;
         }
         // Bins from the final frontier on must be placeable; before the
@@ -548,6 +557,50 @@ impl Engine {
         self.live += 1;
         self.stats.campaigns_seen += 1;
         Some(slot)
+    }
+
+    /// The table is full: make room for a new campaign by evicting the
+    /// campaign with the least traffic among a few sampled slots (an
+    /// approximated least-frequently-used policy, as Redis does for its keys:
+    /// O(1) per admission, and a flood of one-event campaign ids evicts
+    /// itself while campaigns with real traffic stay). A candidate must have
+    /// at most [`EVICTABLE_CLICKS`] clicks, no send and no open viral episode;
+    /// otherwise the new campaign is shed. Returns whether a slot was freed.
+    fn evict_for_new(&mut self) -> bool {
+        const SAMPLES: usize = 16;
+        let n = self.campaigns.len();
+        if n == 0 {
+            return false;
+        }
+        let mut best: Option<(u64, i64, usize)> = None;
+        for i in 0..SAMPLES {
+            self.evict_cursor = self.evict_cursor.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407 + i as u64);
+            let slot = (self.evict_cursor >> 33) as usize % n;
+            let Some(c) = &self.campaigns[slot] else { continue };
+            if c.clicks > EVICTABLE_CLICKS || c.detector.is_viral() || !c.sends.is_empty() {
+                continue;
+            }
+            let key = (c.clicks, c.last_event_ms, slot);
+            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+                best = Some(key);
+            }
+        }
+        let Some((_, _, slot)) = best else { return false };
+        self.remove_campaign(slot);
+        self.stats.shed_campaigns_evicted += 1;
+        true
+    }
+
+    fn remove_campaign(&mut self, slot: usize) {
+        if let Some(c) = self.campaigns[slot].take() {
+            self.index.remove(&*c.name);
+            self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.len() as u64);
+            if let Some(t) = c.target {
+                self.targets[t as usize].members.retain(|&m| m as usize != slot);
+            }
+            self.free.push(slot as u32);
+            self.live -= 1;
+        }
     }
 
     fn target_slot(&mut self, name: &str) -> u32 {
@@ -577,16 +630,8 @@ impl Engine {
             if !idle {
                 continue;
             }
-            if let Some(c) = self.campaigns[slot].take() {
-                self.index.remove(&*c.name);
-                self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.len() as u64);
-                if let Some(t) = c.target {
-                    self.targets[t as usize].members.retain(|&m| m as usize != slot);
-                }
-                self.free.push(slot as u32);
-                self.live -= 1;
-                self.stats.evicted_campaigns += 1;
-            }
+            self.remove_campaign(slot);
+            self.stats.evicted_campaigns += 1;
         }
     }
 
@@ -621,6 +666,7 @@ impl Engine {
         }
         self.work = work;
         self.dedup_ids = self.dedup_ids.saturating_sub(forgotten);
+        self.close_infectivity(slot, b);
         let estimate = self.estimate(slot, b, time_ms);
         let det_cfg = self.cfg.detector.clone();
         let emit_estimates = self.emit_estimates;
@@ -667,8 +713,31 @@ impl Engine {
         let shed = c.lineage.shed();
         let _ = shed;
         self.forecast(slot, b, time_ms);
-        let keep = self.window_bins + self.gi.len() as i64;
+        let keep = self.keep_bins();
         self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
+    }
+
+    /// Computes and stores Λ_b once, when bin `b` closes (all bins before it
+    /// are final, so it never changes afterwards). Zero, without the
+    /// convolution, once the last click is a whole GI support behind.
+    fn close_infectivity(&mut self, slot: u32, b: i64) {
+        let gi_len = self.gi.len() as i64;
+        let w = self.gi.weights();
+        let Some(Some(c)) = self.campaigns.get_mut(slot as usize) else { return };
+        let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
+        let lambda = if c.last_incidence_bin != i64::MIN && b - c.last_incidence_bin < gi_len {
+            w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(b - s as i64)).sum::<f64>()
+        } else {
+            0.0
+        };
+        // Bins after a campaign's last event are not materialised (a quiet
+        // campaign does not grow its ring); the estimator recomputes their Λ.
+        if let Some(x) = c.bins.get_mut_if_held(b) {
+            x.lambda = lambda;
+            if x.local + x.imported > 0 {
+                c.last_incidence_bin = b;
+            }
+        }
     }
 
     fn campaign_target_name(&self, slot: u32) -> Option<Arc<str>> {
@@ -676,19 +745,22 @@ impl Engine {
         c.target.map(|t| self.targets[t as usize].name.clone())
     }
 
+    /// Closed bins a campaign keeps: the renewal window plus the GI support
+    /// (for Λ and the forecast's history), or the lineage window if longer.
+    fn keep_bins(&self) -> i64 {
+        (self.window_bins + self.gi.len() as i64).max(self.lineage_bins) + 1
+    }
+
     /// Renewal and lineage estimates at the end of bin `b`; picks one.
     fn estimate(&self, slot: u32, b: i64, time_ms: i64) -> Option<CampaignEstimate> {
         let c = self.campaigns[slot as usize].as_ref()?;
-        let w = self.gi.weights();
         let first = b - self.window_bins + 1;
-        let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
-        let (mut sum_local, mut sum_imported, mut sum_lambda) = (0u64, 0u64, 0.0);
+        let (mut sum_local, mut sum_imported) = (0u64, 0u64);
         for t in first..=b {
             if let Some(x) = c.bins.get(t) {
                 sum_local += u64::from(x.local);
                 sum_imported += u64::from(x.imported);
             }
-            sum_lambda += w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(t - s as i64)).sum::<f64>();
         }
         let lineage_first = b - self.lineage_bins + 1;
         let (mut local_lw, mut linked_lw) = (0u64, 0u64);
@@ -697,6 +769,25 @@ impl Engine {
                 local_lw += u64::from(x.local);
                 linked_lw += u64::from(x.linked);
             }
+        }
+        // Without any local click there is nothing to detect or plan with; a
+        // campaign in that state (e.g. one of a flood of one-click campaign
+        // ids) costs nothing per step unless estimates are requested or a
+        // viral episode must be able to subside.
+        if sum_local == 0 && local_lw == 0 && !self.emit_estimates && !c.detector.is_viral() {
+            return None;
+        }
+        let w = self.gi.weights();
+        let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
+        let mut sum_lambda = 0.0;
+        for t in first..=b {
+            sum_lambda += match c.bins.get(t) {
+                Some(x) => x.lambda,
+                None if c.last_incidence_bin != i64::MIN && t - c.last_incidence_bin < w.len() as i64 => {
+                    w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(t - s as i64)).sum::<f64>()
+                }
+                None => 0.0,
+            };
         }
         if sum_local == 0 && sum_imported == 0 && sum_lambda <= 0.0 && local_lw == 0 {
             return None;

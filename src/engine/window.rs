@@ -24,6 +24,9 @@ pub struct BinCounts {
     pub forward_recipients: u64,
     /// Recipients of sends.
     pub sent: u64,
+    /// Infectivity Λ of this bin (Cori et al. 2013), computed once when the
+    /// bin closes: Σ_{s≥1} w_s (local + imported) of the bins before it.
+    pub lambda: f64,
 }
 
 /// A ring of bins indexed by absolute bin number.
@@ -55,6 +58,14 @@ impl<T: Default> Bins<T> {
             return None;
         }
         self.items.get((bin - self.base) as usize)
+    }
+
+    /// The bin, only if already held (never grows the ring).
+    pub fn get_mut_if_held(&mut self, bin: i64) -> Option<&mut T> {
+        if bin < self.base {
+            return None;
+        }
+        self.items.get_mut((bin - self.base) as usize)
     }
 
     /// The bin, created (with all bins before it) if needed. `None` if `bin` is

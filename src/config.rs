@@ -97,7 +97,9 @@ impl<'de> Deserialize<'de> for Span {
             N(i64),
             S(String),
         }
-        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("expected a number of bins (e.g. 10) or a duration (e.g. \"10m\")"))? {
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a number of bins (e.g. 10) or a duration (e.g. \"10m\")"))?
+        {
             Raw::N(n) if (1..=100_000).contains(&n) => Ok(Span::Bins(n as u32)),
             Raw::N(n) => Err(serde::de::Error::custom(format!("{n} bins is out of range 1..=100000"))),
             Raw::S(s) => parse_duration_ms(&s).map(|ms| Span::Time(Duration(ms))).map_err(serde::de::Error::custom),
@@ -640,7 +642,10 @@ fn open_fraction(key: &str, v: f64) -> Result<(), ConfigError> {
 
 fn delay(key: &str, d: DelayConfig, bin: i64) -> Result<(), ConfigError> {
     if d.mean.ms() <= bin {
-        return Err(invalid(&format!("{key}.mean"), format!("must exceed one bin ({}) — the discretisation needs mean > 1 bin", format_duration_ms(bin))));
+        return Err(invalid(
+            &format!("{key}.mean"),
+            format!("must exceed one bin ({}) — the discretisation needs mean > 1 bin", format_duration_ms(bin)),
+        ));
     }
     if d.sd.ms() <= 0 {
         return Err(invalid(&format!("{key}.sd"), "must be positive"));
@@ -682,7 +687,10 @@ fn apply_env(root: &mut toml::Table, path: &str, raw: &str) -> Result<(), Config
         table = match entry {
             toml::Value::Table(t) => t,
             _ => {
-                return Err(ConfigError::Parse { origin: "environment".into(), message: format!("FLOODGATE_{path}: `{s}` is not a section") })
+                return Err(ConfigError::Parse {
+                    origin: "environment".into(),
+                    message: format!("FLOODGATE_{path}: `{s}` is not a section"),
+                })
             }
         };
     }

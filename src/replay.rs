@@ -105,10 +105,7 @@ pub fn replay<R: BufRead>(
         }
         report.lines += 1;
         let result = if line.len() > max_bytes {
-            Err(Rejection::new(
-                RejectReason::TooLarge,
-                format!("{} bytes is over limits.max_event_bytes ({max_bytes})", line.len()),
-            ))
+            Err(Rejection::new(RejectReason::TooLarge, format!("{} bytes is over limits.max_event_bytes ({max_bytes})", line.len())))
         } else {
             match decode(line) {
                 Err(r) => Err(r),
@@ -129,12 +126,24 @@ pub fn replay<R: BufRead>(
                         (Some(h), _) => {
                             reject_held(h, &mut report, &mut on_error);
                             if is_future {
-                                held = Some(Held { bytes: line.to_vec(), line: line_no, offset: start, ts_ms: ev.ts_ms, rejection: result.clone().err() });
+                                held = Some(Held {
+                                    bytes: line.to_vec(),
+                                    line: line_no,
+                                    offset: start,
+                                    ts_ms: ev.ts_ms,
+                                    rejection: result.clone().err(),
+                                });
                                 continue;
                             }
                         }
                         (None, true) => {
-                            held = Some(Held { bytes: line.to_vec(), line: line_no, offset: start, ts_ms: ev.ts_ms, rejection: result.clone().err() });
+                            held = Some(Held {
+                                bytes: line.to_vec(),
+                                line: line_no,
+                                offset: start,
+                                ts_ms: ev.ts_ms,
+                                rejection: result.clone().err(),
+                            });
                             continue;
                         }
                         (None, false) => {}

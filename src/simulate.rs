@@ -268,8 +268,20 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
     let rs: [f64; 10] = [0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 1.8, 2.1, 2.5];
     for (i, &r) in rs.iter().enumerate() {
         // Fewer recipients for the explosive ones so the log stays small.
-        let recipients = if r >= 2.0 { 4_000 } else if r >= 1.5 { 8_000 } else { 20_000 };
-        let duration = if r >= 2.0 { 110.0 } else if r >= 1.5 { 130.0 } else { 180.0 };
+        let recipients = if r >= 2.0 {
+            4_000
+        } else if r >= 1.5 {
+            8_000
+        } else {
+            20_000
+        };
+        let duration = if r >= 2.0 {
+            110.0
+        } else if r >= 1.5 {
+            130.0
+        } else {
+            180.0
+        };
         campaigns.push(CampaignSpec {
             campaign: format!("mailing-r{}", (r * 10.0).round() as u32),
             target: if i % 2 == 0 { "shop-web".into() } else { "blog-web".into() },
@@ -321,11 +333,7 @@ pub fn demo_scenario(seed: u64, start_ms: i64) -> SimSpec {
     jump.duration_ms = (120.0 * MINUTE) as i64;
     SimSpec {
         seed,
-        campaigns: vec![
-            base("spring-sale", "shop-web", 0, 5_000, 1.6),
-            base("weekly-newsletter", "blog-web", 10, 12_000, 0.4),
-            jump,
-        ],
+        campaigns: vec![base("spring-sale", "shop-web", 0, 5_000, 1.6), base("weekly-newsletter", "blog-web", 10, 12_000, 0.4), jump],
         duplicate_rate: 0.0,
     }
 }

@@ -78,7 +78,8 @@ fn decoder_and_engine_survive_mutated_input() {
     let secs: u64 = std::env::var("FLOODGATE_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let seed: u64 = std::env::var("FLOODGATE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     let corpus: Vec<Vec<u8>> = simulate(&demo_scenario(3, 1_772_438_400_000)).into_iter().map(|e| e.line.into_bytes()).collect();
-    let cfg = Config::from_toml("[limits]\nmax_campaigns = 200\nmax_clickers_per_campaign = 500\nmax_dedup_ids = 2000\nmax_targets = 5\n").expect("config");
+    let cfg = Config::from_toml("[limits]\nmax_campaigns = 200\nmax_clickers_per_campaign = 500\nmax_dedup_ids = 2000\nmax_targets = 5\n")
+        .expect("config");
     let max_campaigns = cfg.limits.max_campaigns as usize;
     let cfg = Arc::new(cfg);
     let mut engine = Engine::new(cfg.clone()).expect("engine").with_estimates(true);
@@ -132,7 +133,9 @@ fn decoder_and_engine_survive_mutated_input() {
         }
     }
     engine.flush(&mut out);
-    eprintln!("fuzz: {inputs} inputs, {decoded} decoded, {rejected} rejected, {accepted} applied by the engine, {rounds} passes over the log");
+    eprintln!(
+        "fuzz: {inputs} inputs, {decoded} decoded, {rejected} rejected, {accepted} applied by the engine, {rounds} passes over the log"
+    );
     assert!(accepted > 10_000, "the engine was exercised");
     assert!(inputs > 10_000, "the fuzzer ran ({inputs} inputs)");
     assert!(decoded > 0 && rejected > 0, "both paths exercised");

@@ -31,8 +31,20 @@ impl Ev {
     fn line(&self) -> String {
         let c = format!("camp-{}", self.campaign);
         match self.kind {
-            0 => format!(r#"{{"type":"send","campaign":"{c}","ts":{},"recipients":{},"target":"web-{}","id":"s{}"}}"#, self.ts_ms, self.recipients as u64 * 10, self.campaign, self.id),
-            1 => format!(r#"{{"type":"forward","campaign":"{c}","ts":{},"person":"p{}","recipients":{},"id":"f{}"}}"#, self.ts_ms, self.person, self.recipients % 9, self.id),
+            0 => format!(
+                r#"{{"type":"send","campaign":"{c}","ts":{},"recipients":{},"target":"web-{}","id":"s{}"}}"#,
+                self.ts_ms,
+                self.recipients as u64 * 10,
+                self.campaign,
+                self.id
+            ),
+            1 => format!(
+                r#"{{"type":"forward","campaign":"{c}","ts":{},"person":"p{}","recipients":{},"id":"f{}"}}"#,
+                self.ts_ms,
+                self.person,
+                self.recipients % 9,
+                self.id
+            ),
             _ => {
                 let parent = match (self.generation, self.parent) {
                     (g, Some(p)) if g > 0 => format!(r#","parent":"p{p}""#),
@@ -78,7 +90,9 @@ fn log() -> impl Strategy<Value = Vec<Ev>> {
 }
 
 fn run(lines: &[String]) -> Vec<Signal> {
-    let cfg = Config::from_toml("[estimator]\nwindow = 5\nmax_future = \"1d\"\nlineage_window = \"20m\"\n[detector]\nmin_local_cases = 3\n").expect("config");
+    let cfg =
+        Config::from_toml("[estimator]\nwindow = 5\nmax_future = \"1d\"\nlineage_window = \"20m\"\n[detector]\nmin_local_cases = 3\n")
+            .expect("config");
     let mut engine = Engine::new(Arc::new(cfg)).expect("engine").with_estimates(true);
     let (signals, _, errors) = replay_bytes((lines.join("\n") + "\n").as_bytes(), &mut engine);
     assert!(errors.is_empty(), "{:?}", errors.first());
@@ -160,4 +174,3 @@ proptest! {
         }
     }
 }
-

@@ -94,11 +94,7 @@ pub struct Demand {
 
 /// Posterior-mean click-through of direct recipients.
 pub fn click_through(input: &ForecastInput<'_>, curve: &ResponseCurve) -> f64 {
-    let exposed: f64 = input
-        .sends
-        .iter()
-        .map(|s| s.recipients as f64 * curve.cdf((input.now_ms - s.ts_ms) as f64))
-        .sum();
+    let exposed: f64 = input.sends.iter().map(|s| s.recipients as f64 * curve.cdf((input.now_ms - s.ts_ms) as f64)).sum();
     let w = input.click_through_weight;
     ((input.direct_clicks as f64 + input.click_through * w) / (exposed + w)).clamp(0.0, 1.0)
 }
@@ -131,14 +127,7 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
         let t = n_hist + j;
         let mut forwarded = 0.0;
         if input.r > 0.0 {
-            let lambda: f64 = input
-                .gi
-                .iter()
-                .enumerate()
-                .skip(1)
-                .take_while(|&(s, _)| s <= t)
-                .map(|(s, w)| w * scratch[t - s])
-                .sum();
+            let lambda: f64 = input.gi.iter().enumerate().skip(1).take_while(|&(s, _)| s <= t).map(|(s, w)| w * scratch[t - s]).sum();
             forwarded = input.r * lambda;
         }
         let clicks = direct + forwarded;

@@ -267,14 +267,7 @@ impl Lineage {
         (x2 / (units - 1) as f64).max(1.0)
     }
 
-    fn with_forwards(
-        &self,
-        first: i64,
-        last: i64,
-        gi: &GenerationInterval,
-        fm: &ForwardModel,
-        lineage: &Gamma,
-    ) -> Option<Gamma> {
+    fn with_forwards(&self, first: i64, last: i64, gi: &GenerationInterval, fm: &ForwardModel, lineage: &Gamma) -> Option<Gamma> {
         let (mut y_mat, mut r_mat, mut r_all, mut exposure, mut units) = (0u64, 0u64, 0u64, 0.0, 0u64);
         for c in first.max(self.cohorts.base())..=last {
             let Some(co) = self.cohorts.get(c) else { continue };

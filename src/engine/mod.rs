@@ -574,7 +574,8 @@ impl Engine {
         }
         let mut best: Option<(u64, i64, usize)> = None;
         for i in 0..SAMPLES {
-            self.evict_cursor = self.evict_cursor.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407 + i as u64);
+            self.evict_cursor =
+                self.evict_cursor.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407 + i as u64);
             let slot = (self.evict_cursor >> 33) as usize % n;
             let Some(c) = &self.campaigns[slot] else { continue };
             if c.clicks > EVICTABLE_CLICKS || c.detector.is_viral() || !c.sends.is_empty() {
@@ -626,7 +627,8 @@ impl Engine {
     fn evict_idle(&mut self, closed: i64) {
         let cutoff = closed * self.bin_ms - self.cfg.limits.idle_timeout.ms();
         for slot in 0..self.campaigns.len() {
-            let idle = matches!(&self.campaigns[slot], Some(c) if c.last_event_ms < cutoff && c.last_event_bin + self.keep_active_bins < closed);
+            let idle =
+                matches!(&self.campaigns[slot], Some(c) if c.last_event_ms < cutoff && c.last_event_bin + self.keep_active_bins < closed);
             if !idle {
                 continue;
             }
@@ -868,12 +870,8 @@ impl Engine {
             c.demand = d;
             c.demand_rps = d.peak_clicks_per_s * rpc;
         }
-        let rps: f64 = self.targets[t as usize]
-            .members
-            .iter()
-            .filter_map(|&m| self.campaigns[m as usize].as_ref())
-            .map(|c| c.demand_rps)
-            .sum();
+        let rps: f64 =
+            self.targets[t as usize].members.iter().filter_map(|&m| self.campaigns[m as usize].as_ref()).map(|c| c.demand_rps).sum();
         self.plan_target(t, ts_ms, rps, ScaleReason::Send, out);
     }
 
@@ -897,11 +895,7 @@ impl Engine {
             .iter()
             .filter_map(|&m| self.campaigns[m as usize].as_ref())
             .filter(|c| c.demand_rps > 0.0)
-            .map(|c| CampaignDemand {
-                campaign: c.name.clone(),
-                forecast_rps: c.demand_rps,
-                r: c.last.map(|e| e.posterior.mean()),
-            })
+            .map(|c| CampaignDemand { campaign: c.name.clone(), forecast_rps: c.demand_rps, r: c.last.map(|e| e.posterior.mean()) })
             .collect();
         campaigns.sort_by(|a, b| b.forecast_rps.total_cmp(&a.forecast_rps).then(a.campaign.cmp(&b.campaign)));
         campaigns.truncate(5);

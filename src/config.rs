@@ -409,6 +409,15 @@ pub struct KafkaConfig {
     pub idle_partition_timeout: Duration,
     /// Longest wait for broker acknowledgements at shutdown. Default `10s`.
     pub shutdown_timeout: Duration,
+    /// How far back (in messages) a newly assigned partition is rewound before
+    /// its committed offset to rebuild campaign state (signals suppressed up to
+    /// the committed offset). Should cover a partition's traffic over the
+    /// rebuild span (see `service::rebuild_span_ms`). Default 200000.
+    pub rebuild_max_messages: u64,
+    /// How often the offsets of applied and acknowledged events are committed. Default `1s`.
+    pub commit_interval: Duration,
+    /// `/readyz` is ready only while every assigned partition lags by at most this many messages. Default 10000.
+    pub ready_max_lag: u64,
 }
 
 impl Default for KafkaConfig {
@@ -423,6 +432,9 @@ impl Default for KafkaConfig {
             properties: BTreeMap::new(),
             idle_partition_timeout: Duration(60_000),
             shutdown_timeout: Duration(10_000),
+            rebuild_max_messages: 200_000,
+            commit_interval: Duration(1_000),
+            ready_max_lag: 10_000,
         }
     }
 }

@@ -25,6 +25,11 @@
 //! * [`signal`] — what floodgate emits, as CloudEvents JSON with deterministic ids.
 //! * [`replay`] — the file/stdin driver shared by `floodgate replay` and tests.
 //! * [`simulate`] — synthetic mailings with known R.
+//! * [`service`] — `floodgate run`: the Kafka consumer-group service (one engine
+//!   per partition, rebuild on assignment, at-least-once commits), with
+//!   [`source`] (Kafka consumer, `produce`), [`sink`] (Kafka producer, Prometheus
+//!   metrics), [`http`] (`/metrics`, `/healthz`, `/readyz`, `/api/campaigns`),
+//!   [`shutdown`] and [`telemetry`].
 
 #![warn(missing_docs)]
 
@@ -32,7 +37,13 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod event;
+pub mod http;
 pub mod replay;
+pub mod service;
+pub mod shutdown;
 pub mod signal;
 pub mod simulate;
+pub mod sink;
+pub mod source;
+pub mod telemetry;
 pub mod time;

@@ -35,6 +35,13 @@ enum Command {
     /// Print the effective configuration (defaults, file and FLOODGATE_*
     /// overrides applied, validated) as TOML.
     Config(ConfigArgs),
+    /// Run the Kafka consumer-group service: input topics → engine per
+    /// partition → signal topic, with /metrics, /healthz, /readyz and
+    /// /api/campaigns over HTTP. Stops on SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Publish an NDJSON event log to a Kafka topic, keyed by campaign, with
+    /// message timestamps set to the event times (demos, load, tests).
+    Produce(ProduceArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -42,6 +49,71 @@ struct ConfigArgs {
     /// TOML configuration to check and print with its defaults filled in.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// TOML configuration (every key also settable as FLOODGATE_<SECTION>__<KEY>).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ProduceArgs {
+    /// NDJSON file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    path: PathBuf,
+    /// Topic to publish to.
+    #[arg(long)]
+    topic: String,
+    /// Bootstrap servers (default: `kafka.brokers` of the configuration).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Create the topic with this many partitions if it does not exist.
+    #[arg(long)]
+    partitions: Option<i32>,
+    /// TOML configuration (for `kafka.brokers` and `kafka.properties`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BacktestArgs {
+    /// NDJSON event log, or `-` for stdin.
+    #[arg(default_value = "-")]
+    path: PathBuf,
+    /// TOML configuration: `[planner]`/`[targets.*]` give the capacity model
+    /// (requests_per_click, capacity_per_replica, min/max_replicas, baseline_rps).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts, tables) here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write the numbers (and per-minute series) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Replica start-up delay: a replica requested at t serves from t + startup.
+    #[arg(long, default_value = "90s", value_parser = duration_ms)]
+    startup: i64,
+    /// Age of the freshest request-rate sample the reactive and trend policies see.
+    #[arg(long, default_value = "60s", value_parser = duration_ms)]
+    metrics_delay: i64,
+    /// Scale-down stabilisation window of the reactive and trend policies (HPA default).
+    #[arg(long, default_value = "5m", value_parser = duration_ms)]
+    stabilisation: i64,
+    /// Decision period of the reactive and trend policies (HPA sync period).
+    #[arg(long, default_value = "15s", value_parser = duration_ms)]
+    sync: i64,
+    /// Regression window of the trend policy (predict_linear).
+    #[arg(long, default_value = "10m", value_parser = duration_ms)]
+    trend_window: i64,
+    /// Utilisation the reactive and trend policies aim at [default: 1/(1+planner.headroom)].
+    #[arg(long)]
+    target_utilisation: Option<f64>,
+}
+
+fn duration_ms(s: &str) -> Result<i64, String> {
+    floodgate::time::parse_duration_ms(s)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -113,6 +185,8 @@ fn main() {
         Command::Replay(args) => cmd_replay(args),
         Command::Simulate(args) => cmd_simulate(args),
         Command::Config(args) => cmd_config(args),
+        Command::Run(args) => cmd_run(args),
+        Command::Produce(args) => cmd_produce(args),
     };
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is not an error worth a message.
@@ -241,5 +315,46 @@ fn cmd_config(args: ConfigArgs) -> Result<()> {
     Engine::new(cfg.clone())?;
     let text = toml::to_string_pretty(&*cfg).context("rendering the configuration as TOML")?;
     print!("{text}");
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    floodgate::telemetry::init(&cfg.log);
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let (tx, rx) = tokio::sync::broadcast::channel(1);
+        tokio::spawn(floodgate::service::shutdown_on_signal(tx));
+        floodgate::service::run(cfg, floodgate::shutdown::Shutdown::new(rx)).await
+    });
+    // Kafka clients are closed by the service; do not wait for anything else.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result.context("floodgate run")
+}
+
+fn cmd_produce(args: ProduceArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let mut kafka = cfg.kafka.clone();
+    if let Some(b) = args.brokers {
+        kafka.brokers = b;
+    }
+    let input: Box<dyn io::BufRead + Send> = if args.path.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 16, io::stdin()))
+    } else {
+        let f = File::open(&args.path).with_context(|| format!("cannot open {}", args.path.display()))?;
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        if let Some(n) = args.partitions {
+            floodgate::source::kafka::ensure_topic(&kafka, &args.topic, n).await.with_context(|| format!("creating topic {}", args.topic))?;
+        }
+        floodgate::source::kafka::produce_ndjson(&kafka, &args.topic, input).await.with_context(|| format!("publishing to {} at {}", args.topic, kafka.brokers))
+    })?;
+    eprintln!("floodgate: published {} records to {} ({} without a campaign key)", report.published, args.topic, report.unkeyed);
     Ok(())
 }

@@ -1,0 +1,1110 @@
+//! `floodgate run`: the Kafka consumer-group service.
+//!
+//! ```text
+//! consumer thread (BaseConsumer::poll, rebalance callback, commits)
+//!    │  per-partition bounded channel (full ⇒ that partition is paused)
+//!    ▼
+//! partition task ×N (tokio): decode → Engine (one per partition) → signals
+//!    │  idempotent producer; delivery futures tracked in order
+//!    ▼
+//! signal topic / estimate topic / dead-letter topic
+//! aggregator (1 s): metrics, /readyz, /api/campaigns from partition snapshots
+//! ```
+//!
+//! **One engine per assigned partition.** Each partition task owns its
+//! campaign table; nothing is shared on the hot path. Events are keyed by
+//! campaign, so a campaign lives in one partition (an event whose key is not
+//! its campaign is counted in `floodgate_unkeyed_events_total` and warned
+//! about once a minute per partition: its campaign's estimate would be split
+//! across partitions and instances).
+//!
+//! **Watermarks.** A partition engine's watermark is its own natural
+//! watermark (latest event time − `estimator.allowed_lateness`), so an idle
+//! partition never holds others back. A partition with no message for
+//! `kafka.idle_partition_timeout` (wall clock) is advanced to its latest
+//! event time plus the idle gap, so its last windows close (signals of such
+//! idle closes are not reproduced by a rebuild, see below).
+//!
+//! **Signals per partition.** `scale_ahead` signals of a partition engine
+//! describe that partition's campaigns; the metrics
+//! `floodgate_target_forecast_rps{target}` sum over this instance's partition
+//! engines and `floodgate_target_desired_replicas{target}` applies the
+//! target's planner to that sum; across instances, `sum by (target)` in
+//! Prometheus is authoritative. With a single-partition topic, `run` emits
+//! exactly the signals (and CloudEvents ids) of `replay` on the same log,
+//! except for windows still open when input pauses (replay flushes them at
+//! end of input; `run` never flushes).
+//!
+//! **At-least-once, no double signals.** A message's offset becomes
+//! committable only once it is applied and every record it caused (signals,
+//! estimates, its dead letter) is acknowledged by the broker; the committable
+//! offset is the lowest offset with unacknowledged effects (or a far-future
+//! event held for confirmation, as in `replay`). Offsets are committed every
+//! `kafka.commit_interval`, and synchronously on revoke and at shutdown.
+//!
+//! **Rebuild on assignment.** A newly assigned partition is rewound from its
+//! committed offset C by `kafka.rebuild_max_messages` (Tansu 0.6 answers
+//! `offsets_for_times` with the log start for every timestamp, so a
+//! timestamp rewind is not possible against it) and replayed up to C with
+//! signals, dead letters and counters suppressed (they were produced before
+//! the commit). The rewind should cover [`rebuild_span_ms`]: max(estimator
+//! window, lineage window) + 5 mean generation intervals + allowed lateness;
+//! the log says when it did not. The partition is not ready until rebuilt.
+//! Deterministic ids plus rebuilt detector state mean a restart does not
+//! emit a second `viral_onset` for an episode. Limits: a campaign whose
+//! earlier episodes lie before the rewind restarts its episode count;
+//! signals of idle-partition closes are not re-derived.
+//!
+//! **Offset gaps (Tansu fetch quirk).** Tansu 0.6 answers a fetch at an
+//! offset inside a record batch with the *next* batch (seen after a seek to
+//! the committed offset, the rebuild rewind, or a pause/resume). A partition
+//! task therefore checks that offsets arrive without a gap past what it must
+//! see; on a gap it asks the consumer thread to seek further back (1000
+//! messages, doubling) and ignores re-delivered offsets it already
+//! processed. A gap that remains after reading sequentially from an earlier
+//! batch boundary is real (compaction, transaction markers) and accepted.
+//!
+//! **Shutdown.** SIGTERM/SIGINT: stop consuming, wait for acknowledgements
+//! (at most `kafka.shutdown_timeout`), commit, leave the group. Open windows
+//! are *not* flushed: a restart continues them.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::Config;
+use crate::decode::{decode, RejectReason, Rejection};
+use crate::engine::{Applied, CampaignView, Engine, EngineConfigError, Stats, TargetView};
+use crate::event::EventKind;
+use crate::shutdown::Shutdown;
+use crate::signal::Signal;
+use crate::sink::kafka::{OutRecord, Outbox, Pending};
+use crate::sink::metrics::{rank_campaigns, sum_targets, Metrics};
+use crate::source::kafka::{ensure_topic, group_consumer, offsets_reader, GroupContext, RebalanceHandler};
+
+/// Records in flight per partition before it stops taking messages.
+const MAX_INFLIGHT: usize = 50_000;
+/// Messages buffered per partition between the consumer thread and its task.
+const CHANNEL: usize = 16_384;
+
+/// Why the service could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The configuration is not usable by the engine.
+    #[error(transparent)]
+    Engine(#[from] EngineConfigError),
+    /// A Kafka client could not be created or subscribe.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The HTTP listener could not bind.
+    #[error("http listen {addr}: {source}")]
+    Http {
+        /// `http.listen`.
+        addr: String,
+        /// The bind error.
+        source: std::io::Error,
+    },
+}
+
+/// The event-time span a rebuild should replay before the committed offset:
+/// max(estimator window, lineage window) + 5 × mean generation interval (the
+/// tail of the generation interval feeding the window's first bins) +
+/// allowed lateness.
+pub fn rebuild_span_ms(cfg: &Config) -> i64 {
+    let bin = cfg.estimator.bin.ms();
+    let window = i64::from(cfg.window_in_bins()) * bin;
+    let lineage = i64::from(cfg.lineage_window_in_bins()) * bin;
+    window.max(lineage) + 5 * cfg.estimator.generation_interval.mean.ms() + cfg.estimator.allowed_lateness.ms()
+}
+
+/// A message as handed to a partition task.
+#[derive(Debug)]
+pub struct InMsg {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    received: Instant,
+}
+
+enum Cmd {
+    Msg(InMsg),
+    /// The consumer thread sought back; messages from here on are from the new position.
+    Reseeked,
+    /// Drain, reply with the committable offset, end.
+    Stop(std::sync::mpsc::SyncSender<i64>),
+}
+
+/// State of a partition engine, for metrics and the API.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    tracked: usize,
+    viral: usize,
+    watermark_ms: Option<i64>,
+    targets: Vec<TargetView>,
+    top: Vec<CampaignView>,
+}
+
+/// What the consumer thread, the task and the aggregator share about a partition.
+#[derive(Debug)]
+struct PartitionShared {
+    topic: Arc<str>,
+    partition: i32,
+    commit: AtomicI64,
+    position: AtomicI64,
+    high: AtomicI64,
+    rebuilt: AtomicBool,
+    snapshot: Mutex<Snapshot>,
+}
+
+struct Handle {
+    tx: mpsc::Sender<Cmd>,
+    shared: Arc<PartitionShared>,
+    stash: VecDeque<InMsg>,
+    paused: bool,
+    last_committed: i64,
+}
+
+/// One row of `/api/campaigns` → `partitions`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionView {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Rebuilt (signals flowing).
+    pub rebuilt: bool,
+    /// Next offset to process.
+    pub position: i64,
+    /// Messages behind the end of the partition.
+    pub lag: i64,
+    /// Event time up to which bins are final (RFC 3339).
+    pub watermark: Option<String>,
+}
+
+/// The body of `/api/campaigns`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ApiView {
+    /// Whether `/readyz` says ready.
+    pub ready: bool,
+    /// Top campaigns over this instance's partitions (viral first, then by R, then forecast).
+    pub campaigns: Vec<CampaignView>,
+    /// Targets: forecast summed over partitions, replicas from the sum.
+    pub targets: Vec<TargetView>,
+    /// Assigned partitions.
+    pub partitions: Vec<PartitionView>,
+}
+
+/// What the HTTP server reads.
+#[derive(Clone)]
+pub struct Status {
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Ready (assigned, rebuilt, caught up).
+    pub ready: Arc<AtomicBool>,
+    /// Why not ready, if not.
+    pub not_ready_reason: Arc<Mutex<String>>,
+    /// `/api/campaigns`.
+    pub api: Arc<Mutex<ApiView>>,
+}
+
+struct Ctx {
+    cfg: Arc<Config>,
+    metrics: Metrics,
+    outbox: Outbox,
+    signal_topic: Arc<str>,
+    estimate_topic: Option<Arc<str>>,
+    dead_letter_topic: Arc<str>,
+    handles: Mutex<HashMap<(Arc<str>, i32), Handle>>,
+    reseek_tx: Mutex<std::sync::mpsc::Sender<(Arc<str>, i32, i64)>>,
+    runtime: tokio::runtime::Handle,
+    reader: BaseConsumer,
+    shutting_down: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RebalanceHandler for Ctx {
+    fn on_assign(&self, _consumer: &BaseConsumer<GroupContext>, tpl: &mut TopicPartitionList) {
+        self.metrics.rebalances.inc();
+        let timeout = Duration::from_secs(10);
+        let committed = match self.reader.committed_offsets(tpl.clone(), timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read committed offsets; starting from the log start");
+                TopicPartitionList::new()
+            }
+        };
+        let n = self.cfg.kafka.rebuild_max_messages as i64;
+        let mut assigned = Vec::new();
+        for el in tpl.elements() {
+            let (topic, partition) = (el.topic().to_string(), el.partition());
+            let (low, high) = self.reader.fetch_watermarks(&topic, partition, timeout).unwrap_or((0, 0));
+            let c = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) if o >= low => o,
+                _ => low,
+            };
+            let start = (c - n).max(low);
+            assigned.push((topic, partition, start, c, low, high));
+        }
+        for (topic, partition, start, c, low, high) in assigned {
+            let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(start));
+            tracing::info!(topic = %topic, partition, committed = c, rewind_to = start, low, high, "rebalance: partition assigned; rebuilding");
+            self.start_partition(Arc::from(topic.as_str()), partition, start, c, low, high);
+        }
+        self.metrics.partitions_assigned.set(lock(&self.handles).len() as i64);
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
+        self.metrics.rebalances.inc();
+        let mut stopping = Vec::new();
+        {
+            let mut handles = lock(&self.handles);
+            for el in tpl.elements() {
+                if let Some(h) = handles.remove(&(Arc::from(el.topic()), el.partition())) {
+                    stopping.push(h);
+                }
+            }
+            self.metrics.partitions_assigned.set(handles.len() as i64);
+        }
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let offsets = self.stop_partitions(stopping);
+        commit_sync(consumer, &offsets);
+        for (topic, partition, offset) in &offsets {
+            let _ = self.metrics.consumer_lag.remove_label_values(&[&**topic, &partition.to_string()]);
+            tracing::info!(topic = %topic, partition, committed = offset, "rebalance: partition revoked");
+        }
+    }
+}
+
+fn commit_sync(consumer: &BaseConsumer<GroupContext>, offsets: &[(Arc<str>, i32, i64)]) {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in offsets {
+        let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, "synchronous offset commit failed");
+        }
+    }
+}
+
+impl Ctx {
+    fn start_partition(&self, topic: Arc<str>, partition: i32, start: i64, committed: i64, low: i64, high: i64) {
+        let shared = Arc::new(PartitionShared {
+            topic: topic.clone(),
+            partition,
+            commit: AtomicI64::new(committed),
+            position: AtomicI64::new(start),
+            high: AtomicI64::new(high),
+            rebuilt: AtomicBool::new(false),
+            snapshot: Mutex::new(Snapshot::default()),
+        });
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let engine = match Engine::new(self.cfg.clone()) {
+            Ok(e) => e.with_estimates(self.estimate_topic.is_some()),
+            Err(e) => {
+                tracing::error!(error = %e, "engine configuration");
+                return;
+            }
+        };
+        let task = PartitionTask {
+            cfg: self.cfg.clone(),
+            metrics: self.metrics.clone(),
+            outbox: self.outbox.clone(),
+            signal_topic: self.signal_topic.clone(),
+            estimate_topic: self.estimate_topic.clone(),
+            dead_letter_topic: self.dead_letter_topic.clone(),
+            reseek_tx: lock(&self.reseek_tx).clone(),
+            shared: shared.clone(),
+            engine,
+            out: Vec::new(),
+            held: None,
+            inflight: VecDeque::new(),
+            seek_pos: start,
+            step: 1000,
+            committed,
+            low,
+            applied_next: start,
+            reseek_for: None,
+            anchored: false,
+            awaiting_reseek: false,
+            rebuilt: false,
+            replayed: 0,
+            first_ts: None,
+            last_ts: None,
+            last_msg: Instant::now(),
+            last_unkeyed_warning: None,
+            base_stats: Stats::default(),
+            base_clicks: HashMap::new(),
+            buf: String::new(),
+        };
+        self.runtime.spawn(task.run(rx));
+        lock(&self.handles)
+            .insert((topic, partition), Handle { tx, shared, stash: VecDeque::new(), paused: false, last_committed: committed });
+    }
+
+    /// Asks each task to drain and stop; returns their committable offsets.
+    fn stop_partitions(&self, handles: Vec<Handle>) -> Vec<(Arc<str>, i32, i64)> {
+        let deadline = Instant::now() + Duration::from_millis(self.cfg.kafka.shutdown_timeout.ms().max(0) as u64);
+        let mut waits = Vec::new();
+        for h in handles {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let mut cmd = Cmd::Stop(tx);
+            loop {
+                match h.tx.try_send(cmd) {
+                    Ok(()) => break,
+                    Err(mpsc::error::TrySendError::Full(c)) if Instant::now() < deadline => {
+                        cmd = c;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+            waits.push((h, rx));
+        }
+        let mut offsets = Vec::new();
+        for (h, rx) in waits {
+            let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500);
+            let offset = rx.recv_timeout(left).unwrap_or_else(|_| h.shared.commit.load(Ordering::SeqCst));
+            if offset > h.last_committed || offset == h.shared.commit.load(Ordering::SeqCst) {
+                offsets.push((h.shared.topic.clone(), h.shared.partition, offset));
+            }
+        }
+        offsets
+    }
+}
+
+/// Runs the service until `shutdown` fires (or a fatal error).
+pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceError> {
+    Engine::new(cfg.clone())?;
+    let k = &cfg.kafka;
+    let metrics = Metrics::new();
+    let producer = crate::sink::kafka::producer(k)?;
+    let outbox = Outbox::new(producer);
+    for topic in [&k.signal_topic, &k.dead_letter_topic, &k.estimate_topic] {
+        if !topic.is_empty() {
+            if let Err(e) = ensure_topic(k, topic, 1).await {
+                tracing::warn!(topic = %topic, error = %e, "could not create the output topic (create it yourself)");
+            }
+        }
+    }
+    let status = Status {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+        not_ready_reason: Arc::new(Mutex::new("starting".into())),
+        api: Arc::new(Mutex::new(ApiView::default())),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .map_err(|source| ServiceError::Http { addr: cfg.http.listen.clone(), source })?;
+    tracing::info!(listen = %cfg.http.listen, "http: /metrics /healthz /readyz /api/campaigns");
+    let http = tokio::spawn(crate::http::serve(listener, status.clone(), shutdown.resubscribe()));
+
+    let (reseek_tx, reseek_rx) = std::sync::mpsc::channel();
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        metrics: metrics.clone(),
+        outbox: outbox.clone(),
+        signal_topic: Arc::from(k.signal_topic.as_str()),
+        estimate_topic: (!k.estimate_topic.is_empty()).then(|| Arc::from(k.estimate_topic.as_str())),
+        dead_letter_topic: Arc::from(k.dead_letter_topic.as_str()),
+        handles: Mutex::new(HashMap::new()),
+        reseek_tx: Mutex::new(reseek_tx),
+        runtime: tokio::runtime::Handle::current(),
+        reader: offsets_reader(k)?,
+        shutting_down: AtomicBool::new(false),
+    });
+    let consumer = group_consumer(k, ctx.clone())?;
+    let topics: Vec<&str> = k.input_topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    tracing::info!(brokers = %k.brokers, group = %k.group, topics = ?k.input_topics, signal_topic = %k.signal_topic,
+        rebuild_span = %crate::time::format_duration_ms(rebuild_span_ms(&cfg)), "floodgate run: consuming");
+
+    let thread_ctx = ctx.clone();
+    let thread_shutdown = shutdown.resubscribe();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("floodgate-consumer".into())
+        .spawn(move || {
+            consumer_loop(&thread_ctx, consumer, reseek_rx, thread_shutdown);
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| ServiceError::Http { addr: "consumer thread".into(), source: e })?;
+
+    let agg = tokio::spawn(aggregate(ctx.clone(), status.clone(), shutdown.resubscribe()));
+    let mut shutdown = shutdown;
+    shutdown.recv().await;
+    tracing::info!("shutting down: draining acknowledgements, committing, leaving the group");
+    let limit = Duration::from_millis(cfg.kafka.shutdown_timeout.ms().max(0) as u64) + Duration::from_secs(5);
+    if tokio::time::timeout(limit, done_rx).await.is_err() {
+        tracing::warn!("the consumer did not stop within kafka.shutdown_timeout");
+    }
+    outbox.flush(Duration::from_secs(2));
+    agg.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn consumer_loop(
+    ctx: &Arc<Ctx>,
+    consumer: BaseConsumer<GroupContext>,
+    reseek_rx: std::sync::mpsc::Receiver<(Arc<str>, i32, i64)>,
+    mut shutdown: Shutdown,
+) {
+    let commit_every = Duration::from_millis(ctx.cfg.kafka.commit_interval.ms().max(10) as u64);
+    let mut last_commit = Instant::now();
+    let mut last_error: Option<Instant> = None;
+    while !shutdown.poll_now() {
+        while let Ok((topic, partition, offset)) = reseek_rx.try_recv() {
+            let mut handles = lock(&ctx.handles);
+            if let Some(h) = handles.get_mut(&(topic.clone(), partition)) {
+                h.stash.clear();
+                let mut ok = false;
+                for _ in 0..20 {
+                    match consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+                        Ok(()) => {
+                            ok = true;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "seek failed; retrying");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+                if !ok {
+                    tracing::error!(topic = %topic, partition, offset, "could not seek back; events between the committed offset and the first fetched one may be skipped");
+                }
+                if h.paused {
+                    let mut tpl = TopicPartitionList::new();
+                    let _ = tpl.add_partition(&topic, partition);
+                    let _ = consumer.resume(&tpl);
+                    h.paused = false;
+                }
+                let _ = h.tx.blocking_send(Cmd::Reseeked);
+            }
+        }
+        {
+            let mut handles = lock(&ctx.handles);
+            for ((topic, partition), h) in handles.iter_mut() {
+                while let Some(m) = h.stash.pop_front() {
+                    match h.tx.try_send(Cmd::Msg(m)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(Cmd::Msg(m))) => {
+                            h.stash.push_front(m);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if h.paused && h.stash.is_empty() {
+                    let mut tpl = TopicPartitionList::new();
+                    let _ = tpl.add_partition(topic, *partition);
+                    let _ = consumer.resume(&tpl);
+                    h.paused = false;
+                }
+            }
+        }
+        if last_commit.elapsed() >= commit_every {
+            last_commit = Instant::now();
+            let mut tpl = TopicPartitionList::new();
+            let mut handles = lock(&ctx.handles);
+            for ((topic, partition), h) in handles.iter_mut() {
+                let c = h.shared.commit.load(Ordering::SeqCst);
+                if c > h.last_committed {
+                    let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(c));
+                    h.last_committed = c;
+                }
+            }
+            drop(handles);
+            if tpl.count() > 0 {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    tracing::debug!(error = %e, "offset commit failed");
+                }
+            }
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let msg = InMsg {
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                    received: Instant::now(),
+                };
+                let mut handles = lock(&ctx.handles);
+                let Some(h) = handles.get_mut(&(Arc::from(m.topic()), m.partition())) else { continue };
+                if !h.stash.is_empty() {
+                    h.stash.push_back(msg);
+                } else {
+                    match h.tx.try_send(Cmd::Msg(msg)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(Cmd::Msg(mut msg))) => {
+                            // Wait a little before pausing: a resumed fetch starts
+                            // inside a record batch, which Tansu answers with the
+                            // next batch (the task then seeks back).
+                            let until = Instant::now() + Duration::from_millis(250);
+                            loop {
+                                std::thread::sleep(Duration::from_millis(1));
+                                match h.tx.try_send(Cmd::Msg(msg)) {
+                                    Err(mpsc::error::TrySendError::Full(Cmd::Msg(back))) if Instant::now() < until => msg = back,
+                                    Err(mpsc::error::TrySendError::Full(Cmd::Msg(back))) => {
+                                        h.stash.push_back(back);
+                                        break;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            if !h.stash.is_empty() && !h.paused {
+                                let mut tpl = TopicPartitionList::new();
+                                let _ = tpl.add_partition(m.topic(), m.partition());
+                                let _ = consumer.pause(&tpl);
+                                h.paused = true;
+                            }
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            Some(Err(e)) if last_error.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) => {
+                tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+                last_error = Some(Instant::now());
+            }
+            Some(Err(_)) => {}
+            None => {}
+        }
+    }
+    // Shutdown: drain every partition, commit, leave the group.
+    let handles: Vec<Handle> = lock(&ctx.handles).drain().map(|(_, h)| h).collect();
+    let offsets = ctx.stop_partitions(handles);
+    commit_sync(&consumer, &offsets);
+    for (topic, partition, offset) in &offsets {
+        tracing::info!(topic = %topic, partition, committed = offset, "shutdown: offsets committed");
+    }
+    ctx.shutting_down.store(true, Ordering::SeqCst);
+    ctx.metrics.partitions_assigned.set(0);
+    ctx.metrics.ready.set(0);
+    consumer.unsubscribe();
+    let _ = consumer.poll(Duration::from_millis(100));
+    drop(consumer);
+}
+
+/// Once a second: metrics from partition snapshots, lag, readiness, the API view.
+async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            _ = tick.tick() => {}
+        }
+        n += 1;
+        let shared: Vec<Arc<PartitionShared>> = lock(&ctx.handles).values().map(|h| h.shared.clone()).collect();
+        if n % 2 == 1 && !shared.is_empty() {
+            let c = ctx.clone();
+            let s = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for p in s {
+                    if let Ok((_, high)) = c.reader.fetch_watermarks(&p.topic, p.partition, Duration::from_secs(2)) {
+                        p.high.store(high, Ordering::SeqCst);
+                    }
+                }
+            })
+            .await;
+        }
+        let cfg = &ctx.cfg;
+        let mut tracked = 0;
+        let mut viral = 0;
+        let mut wm: Option<i64> = None;
+        let mut all_top = Vec::new();
+        let mut targets: Vec<Vec<TargetView>> = Vec::new();
+        let mut parts = Vec::new();
+        let mut ready = !shared.is_empty();
+        let mut reason = if shared.is_empty() { "no partition assigned".to_string() } else { String::new() };
+        for p in &shared {
+            let s = lock(&p.snapshot).clone();
+            tracked += s.tracked;
+            viral += s.viral;
+            if let Some(w) = s.watermark_ms {
+                wm = Some(wm.map_or(w, |x: i64| x.min(w)));
+            }
+            all_top.extend(s.top);
+            targets.push(s.targets);
+            let position = p.position.load(Ordering::SeqCst);
+            let lag = (p.high.load(Ordering::SeqCst) - position).max(0);
+            ctx.metrics.consumer_lag.with_label_values(&[&*p.topic, &p.partition.to_string()]).set(lag);
+            let rebuilt = p.rebuilt.load(Ordering::SeqCst);
+            if !rebuilt {
+                ready = false;
+                reason = format!("{}/{} rebuilding", p.topic, p.partition);
+            } else if lag as u64 > cfg.kafka.ready_max_lag {
+                ready = false;
+                reason = format!("{}/{} lags by {lag} messages", p.topic, p.partition);
+            }
+            parts.push(PartitionView {
+                topic: p.topic.to_string(),
+                partition: p.partition,
+                rebuilt,
+                position,
+                lag,
+                watermark: s.watermark_ms.map(crate::time::rfc3339),
+            });
+        }
+        ctx.metrics.campaigns_tracked.set(tracked as i64);
+        ctx.metrics.campaigns_viral.set(viral as i64);
+        if let Some(w) = wm {
+            ctx.metrics.watermark.set(w as f64 / 1000.0);
+        }
+        let refs: Vec<&[TargetView]> = targets.iter().map(Vec::as_slice).collect();
+        let summed = sum_targets(cfg, &refs);
+        ctx.metrics.set_targets(cfg, &summed);
+        rank_campaigns(&mut all_top);
+        all_top.truncate(cfg.output.top_k as usize);
+        ctx.metrics.set_top_campaigns(&all_top);
+        ctx.metrics.ready.set(i64::from(ready));
+        status.ready.store(ready, Ordering::SeqCst);
+        *lock(&status.not_ready_reason) = reason;
+        let mut clicks: BTreeMap<&str, u64> = BTreeMap::new();
+        for t in targets.iter().flatten() {
+            *clicks.entry(&t.target).or_default() += t.clicks;
+        }
+        let target_views = summed
+            .iter()
+            .map(|(name, rps)| TargetView {
+                target: name.clone(),
+                desired_replicas: crate::engine::planner::replicas_for(&cfg.planner_for(name), *rps),
+                forecast_rps: *rps,
+                clicks: clicks.get(name.as_str()).copied().unwrap_or(0),
+            })
+            .collect();
+        *lock(&status.api) = ApiView { ready, campaigns: all_top, targets: target_views, partitions: parts };
+    }
+}
+
+/// A rejected record: offset, key, original bytes, why.
+type DeadLetter = (i64, Option<Vec<u8>>, Vec<u8>, Rejection);
+
+/// A far-future event held until the next one confirms or refutes the jump
+/// (as `replay` does).
+struct Held {
+    offset: i64,
+    key: Option<Vec<u8>>,
+    bytes: Vec<u8>,
+    ts_ms: i64,
+    rejection: Option<Rejection>,
+}
+
+struct PartitionTask {
+    cfg: Arc<Config>,
+    metrics: Metrics,
+    outbox: Outbox,
+    signal_topic: Arc<str>,
+    estimate_topic: Option<Arc<str>>,
+    dead_letter_topic: Arc<str>,
+    reseek_tx: std::sync::mpsc::Sender<(Arc<str>, i32, i64)>,
+    shared: Arc<PartitionShared>,
+    engine: Engine,
+    out: Vec<Signal>,
+    held: Option<Held>,
+    inflight: VecDeque<Pending>,
+    seek_pos: i64,
+    step: i64,
+    committed: i64,
+    low: i64,
+    applied_next: i64,
+    reseek_for: Option<i64>,
+    anchored: bool,
+    awaiting_reseek: bool,
+    rebuilt: bool,
+    replayed: u64,
+    first_ts: Option<i64>,
+    last_ts: Option<i64>,
+    last_msg: Instant,
+    last_unkeyed_warning: Option<Instant>,
+    base_stats: Stats,
+    base_clicks: HashMap<String, u64>,
+    buf: String,
+}
+
+async fn front_delivery(
+    q: &mut VecDeque<Pending>,
+) -> Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled> {
+    match q.front_mut() {
+        Some(p) => (&mut p.delivery).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl PartitionTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        if self.seek_pos >= self.committed {
+            self.finish_rebuild();
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = front_delivery(&mut self.inflight), if !self.inflight.is_empty() => self.on_delivery(r).await,
+                cmd = rx.recv(), if self.inflight.len() < MAX_INFLIGHT => match cmd {
+                    Some(Cmd::Msg(m)) => self.on_message(m).await,
+                    Some(Cmd::Reseeked) => self.awaiting_reseek = false,
+                    Some(Cmd::Stop(reply)) => {
+                        self.drain().await;
+                        self.publish_snapshot();
+                        let _ = reply.send(self.committable());
+                        return;
+                    }
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+    }
+
+    fn committable(&self) -> i64 {
+        let mut c = self.applied_next;
+        if let Some(h) = &self.held {
+            c = c.min(h.offset);
+        }
+        if let Some(p) = self.inflight.front() {
+            c = c.min(p.guard);
+        }
+        c.max(self.committed)
+    }
+
+    fn update_commit(&self) {
+        self.shared.commit.store(self.committable(), Ordering::SeqCst);
+    }
+
+    async fn on_delivery(
+        &mut self,
+        r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+    ) {
+        let Some(p) = self.inflight.pop_front() else { return };
+        match r {
+            Ok(Ok(_)) => {
+                if let Some(t) = p.received {
+                    self.metrics.latency.observe(t.elapsed().as_secs_f64());
+                }
+                self.update_commit();
+            }
+            Ok(Err((e, _))) => {
+                tracing::warn!(topic = %p.record.topic, error = %e, "delivery failed; re-sending");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let np = self.outbox.send(p.record, p.guard, p.received).await;
+                self.inflight.push_front(np);
+            }
+            Err(_) => {
+                let np = self.outbox.send(p.record, p.guard, p.received).await;
+                self.inflight.push_front(np);
+            }
+        }
+    }
+
+    /// Waits for every in-flight record (at most `kafka.shutdown_timeout`);
+    /// unacknowledged ones stay in the queue, so the committable offset stays
+    /// before their cause.
+    async fn drain(&mut self) {
+        let limit = Duration::from_millis(self.cfg.kafka.shutdown_timeout.ms().max(0) as u64);
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.inflight.is_empty() {
+            match tokio::time::timeout_at(deadline, front_delivery(&mut self.inflight)).await {
+                Ok(r) => self.on_delivery(r).await,
+                Err(_) => {
+                    tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, unacknowledged = self.inflight.len(),
+                        "shutdown timeout with records unacknowledged; their input will be re-processed by the next owner");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn finish_rebuild(&mut self) {
+        self.rebuilt = true;
+        self.shared.rebuilt.store(true, Ordering::SeqCst);
+        self.base_stats = self.engine.stats().clone();
+        self.base_clicks = self.engine.targets().into_iter().map(|t| (t.target, t.clicks)).collect();
+        let span = rebuild_span_ms(&self.cfg);
+        let covered = match (self.first_ts, self.last_ts) {
+            (Some(a), Some(b)) => b - a,
+            _ => 0,
+        };
+        if self.replayed > 0 && covered < span && self.seek_pos > self.low {
+            tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, replayed = self.replayed,
+                covered = %crate::time::format_duration_ms(covered), span = %crate::time::format_duration_ms(span),
+                "rebuild covered less event time than the rebuild span; raise kafka.rebuild_max_messages");
+        }
+        tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, replayed = self.replayed,
+            campaigns = self.engine.campaigns_tracked(), committed = self.committed, "partition rebuilt; signals resume");
+        self.publish_snapshot();
+    }
+
+    async fn on_message(&mut self, m: InMsg) {
+        self.last_msg = Instant::now();
+        if self.awaiting_reseek {
+            return;
+        }
+        if let Some(target) = self.reseek_for {
+            if m.offset <= target {
+                self.anchored = true;
+            }
+        }
+        if m.offset < self.applied_next {
+            // Already processed (re-delivered after seeking back).
+            return;
+        }
+        let need = self.applied_next.max(self.committed);
+        if m.offset > need {
+            // Offsets in [need, m.offset) were not delivered. Tansu 0.6 answers
+            // a fetch inside a record batch with the next batch, so seek back
+            // (doubling) until a fetch starts at or before `need`; a gap that
+            // remains after reading sequentially from there is real
+            // (compaction, transaction markers).
+            let repeat = self.reseek_for == Some(need);
+            if !(repeat && (self.anchored || self.seek_pos <= self.low)) {
+                self.step = if repeat { self.step.saturating_mul(2) } else { 1000 };
+                let base = if repeat { self.seek_pos } else { need };
+                let to = (base - self.step).max(self.low);
+                tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, expected = need, got = m.offset, seek_to = to,
+                    "offsets skipped by the broker (fetch inside a record batch); seeking back");
+                self.seek_pos = to;
+                self.reseek_for = Some(need);
+                self.anchored = false;
+                self.awaiting_reseek = true;
+                let _ = self.reseek_tx.send((self.shared.topic.clone(), self.shared.partition, to));
+                return;
+            }
+            tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from = need, to = m.offset, "offset gap in the log");
+        }
+        self.shared.position.store(m.offset + 1, Ordering::SeqCst);
+        let rebuilding = m.offset < self.committed;
+        let max_bytes = self.cfg.limits.max_event_bytes as usize;
+        let max_future = self.cfg.estimator.max_future.ms();
+        let guard = self.held.as_ref().map_or(m.offset, |h| h.offset);
+        let payload: &[u8] = m.payload.as_deref().unwrap_or(&[]);
+        let mut dead: Vec<DeadLetter> = Vec::new();
+        let mut kind = None;
+        let mut hold_this = false;
+        let result = if payload.len() > max_bytes {
+            Err(Rejection::new(RejectReason::TooLarge, format!("{} bytes is over limits.max_event_bytes ({max_bytes})", payload.len())))
+        } else {
+            match decode(payload) {
+                Err(r) => Err(r),
+                Ok(ev) => {
+                    if rebuilding {
+                        self.replayed += 1;
+                        self.first_ts.get_or_insert(ev.ts_ms);
+                        self.last_ts = Some(ev.ts_ms);
+                    } else if m.key.as_deref() != Some(ev.campaign.as_bytes()) {
+                        self.metrics.unkeyed.inc();
+                        if self.last_unkeyed_warning.map_or(true, |t| t.elapsed() > Duration::from_secs(60)) {
+                            self.last_unkeyed_warning = Some(Instant::now());
+                            tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, offset = m.offset,
+                                "input message not keyed by its campaign: the campaign's estimate is split across partitions; key events by campaign");
+                        }
+                    }
+                    kind = Some(ev.kind);
+                    let mut result = self.engine.apply(&ev, &mut self.out);
+                    let is_future = matches!(&result, Err(r) if r.reason == RejectReason::Future);
+                    match (self.held.take(), is_future) {
+                        (Some(h), true) if (ev.ts_ms - h.ts_ms).abs() <= max_future => {
+                            self.engine.accept_jump(h.ts_ms.min(ev.ts_ms));
+                            let held_result = decode(&h.bytes).and_then(|hev| {
+                                let k = hev.kind;
+                                self.engine.apply(&hev, &mut self.out).map(|a| (a, k))
+                            });
+                            match held_result {
+                                Ok((a, k)) if h.offset >= self.committed => self.count(a, k),
+                                Ok(_) => {}
+                                Err(r) => dead.push((h.offset, h.key, h.bytes, r)),
+                            }
+                            result = self.engine.apply(&ev, &mut self.out);
+                        }
+                        (Some(h), _) => {
+                            let r = h.rejection.unwrap_or_else(|| Rejection::new(RejectReason::Future, "event time far ahead of the log"));
+                            dead.push((h.offset, h.key, h.bytes, r));
+                            if is_future {
+                                hold_this = true;
+                                self.held = Some(Held {
+                                    offset: m.offset,
+                                    key: m.key.clone(),
+                                    bytes: payload.to_vec(),
+                                    ts_ms: ev.ts_ms,
+                                    rejection: result.clone().err(),
+                                });
+                            }
+                        }
+                        (None, true) => {
+                            hold_this = true;
+                            self.held = Some(Held {
+                                offset: m.offset,
+                                key: m.key.clone(),
+                                bytes: payload.to_vec(),
+                                ts_ms: ev.ts_ms,
+                                rejection: result.clone().err(),
+                            });
+                        }
+                        (None, false) => {}
+                    }
+                    result
+                }
+            }
+        };
+        if !hold_this {
+            match result {
+                Ok(a) if !rebuilding => self.count(a, kind.unwrap_or(EventKind::Click)),
+                Ok(_) => {}
+                Err(r) => dead.push((m.offset, m.key.clone(), payload.to_vec(), r)),
+            }
+            if let Some(wm) = self.engine.natural_watermark() {
+                self.engine.advance_to(wm, &mut self.out);
+            }
+        }
+        self.applied_next = m.offset + 1;
+        let before = self.inflight.len();
+        for (offset, key, bytes, r) in dead {
+            if offset >= self.committed {
+                self.dead_letter(guard, offset, key, bytes, r).await;
+            }
+        }
+        if !hold_this && !self.out.is_empty() {
+            self.emit(guard, rebuilding).await;
+        }
+        if self.inflight.len() > before {
+            if let Some(p) = self.inflight.back_mut() {
+                p.received = Some(m.received);
+            }
+        } else if !rebuilding {
+            self.metrics.latency.observe(m.received.elapsed().as_secs_f64());
+        }
+        if !self.rebuilt && self.applied_next >= self.committed {
+            self.finish_rebuild();
+        }
+        self.update_commit();
+    }
+
+    fn count(&self, a: Applied, kind: EventKind) {
+        match a {
+            Applied::Accepted => self.metrics.events.with_label_values(&[kind.as_str()]).inc(),
+            Applied::Duplicate => self.metrics.duplicates.inc(),
+            Applied::Late => self.metrics.late.inc(),
+            Applied::Shed => {}
+        }
+    }
+
+    async fn dead_letter(&mut self, guard: i64, offset: i64, key: Option<Vec<u8>>, bytes: Vec<u8>, r: Rejection) {
+        self.metrics.rejected.with_label_values(&[r.reason.as_str()]).inc();
+        self.metrics.dead_letter.inc();
+        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, offset, reason = r.reason.as_str(), detail = %r.detail, "dead letter");
+        let record = OutRecord {
+            topic: self.dead_letter_topic.clone(),
+            key,
+            payload: Some(bytes),
+            headers: vec![
+                ("floodgate.reason", r.reason.as_str().as_bytes().to_vec()),
+                ("floodgate.detail", r.detail.into_bytes()),
+                ("floodgate.source.topic", self.shared.topic.as_bytes().to_vec()),
+                ("floodgate.source.partition", self.shared.partition.to_string().into_bytes()),
+                ("floodgate.source.offset", offset.to_string().into_bytes()),
+            ],
+            timestamp_ms: None,
+        };
+        let p = self.outbox.send(record, guard, None).await;
+        self.inflight.push_back(p);
+    }
+
+    async fn emit(&mut self, guard: i64, suppressed: bool) {
+        let mut out = std::mem::take(&mut self.out);
+        self.engine.count_signals(&out);
+        if !suppressed {
+            for s in &out {
+                let topic = match s {
+                    Signal::Estimate(_) => match &self.estimate_topic {
+                        Some(t) => t.clone(),
+                        None => continue,
+                    },
+                    _ => self.signal_topic.clone(),
+                };
+                let record = OutRecord::signal(topic, &self.cfg.output.source, s, &mut self.buf);
+                self.metrics.signals.with_label_values(&[s.kind()]).inc();
+                if !matches!(s, Signal::Estimate(_)) {
+                    tracing::info!(target: "floodgate::signal", kind = s.kind(), subject = s.subject(), id = %s.id(),
+                        time = %crate::time::rfc3339(s.time_ms()), partition = self.shared.partition, "{}", s.summary());
+                }
+                let p = self.outbox.send(record, guard, None).await;
+                self.inflight.push_back(p);
+            }
+        }
+        out.clear();
+        self.out = out;
+    }
+
+    async fn on_tick(&mut self) {
+        let idle = Duration::from_millis(self.cfg.kafka.idle_partition_timeout.ms().max(0) as u64);
+        if self.rebuilt && !self.awaiting_reseek && self.last_msg.elapsed() >= idle {
+            if let Some(max_ts) = self.engine.max_event_ms() {
+                let guard = self.applied_next;
+                if let Some(h) = self.held.take() {
+                    let r = h.rejection.unwrap_or_else(|| Rejection::new(RejectReason::Future, "event time far ahead of the log"));
+                    if h.offset >= self.committed {
+                        self.dead_letter(h.offset, h.offset, h.key, h.bytes, r).await;
+                    }
+                }
+                let wm = max_ts.saturating_add(self.last_msg.elapsed().as_millis() as i64);
+                self.engine.advance_to(wm, &mut self.out);
+                if !self.out.is_empty() {
+                    self.emit(guard, false).await;
+                }
+                self.update_commit();
+            }
+        }
+        if self.rebuilt {
+            let s = self.engine.stats().clone();
+            let b = &self.base_stats;
+            let shed = &self.metrics.shed;
+            shed.with_label_values(&["campaigns"]).inc_by(s.shed_campaigns.saturating_sub(b.shed_campaigns));
+            shed.with_label_values(&["campaigns_evicted"]).inc_by(s.shed_campaigns_evicted.saturating_sub(b.shed_campaigns_evicted));
+            shed.with_label_values(&["dedup_ids"]).inc_by(s.shed_dedup_ids.saturating_sub(b.shed_dedup_ids));
+            shed.with_label_values(&["idle"]).inc_by(s.evicted_campaigns.saturating_sub(b.evicted_campaigns));
+            self.base_stats = s;
+            for t in self.engine.targets() {
+                let prev = self.base_clicks.get(&t.target).copied().unwrap_or(0);
+                if t.clicks > prev {
+                    self.metrics.target_clicks.with_label_values(&[&t.target]).inc_by(t.clicks - prev);
+                }
+                self.base_clicks.insert(t.target, t.clicks);
+            }
+        }
+        self.publish_snapshot();
+    }
+
+    fn publish_snapshot(&self) {
+        let snap = Snapshot {
+            tracked: self.engine.campaigns_tracked(),
+            viral: self.engine.campaigns_viral(),
+            watermark_ms: self.engine.final_until_ms(),
+            targets: self.engine.targets(),
+            top: self.engine.top_campaigns(self.cfg.output.top_k as usize),
+        };
+        *lock(&self.shared.snapshot) = snap;
+    }
+}
+
+/// Sends `()` on `tx` at SIGTERM/SIGINT.
+pub async fn shutdown_on_signal(tx: broadcast::Sender<()>) {
+    let which = crate::shutdown::signal().await;
+    tracing::info!(signal = which, "received signal");
+    let _ = tx.send(());
+}

@@ -1,0 +1,260 @@
+//! Helpers for the Kafka integration tests: they run against the real broker
+//! that `scripts/kafka-up` starts on 127.0.0.1:9092 and fail (never skip)
+//! when it is not there.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const BROKER: &str = "127.0.0.1:9092";
+
+/// Panics with instructions when no broker answers.
+pub fn require_broker() {
+    let addr = BROKER.parse().unwrap();
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!("no Kafka broker on {BROKER}: run `scripts/kafka-up` first (these tests need a real broker; they are not skipped)");
+    }
+}
+
+/// A topic/group name unique to this test run.
+pub fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("t-{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+pub fn kafka_cfg() -> floodgate::config::KafkaConfig {
+    floodgate::config::KafkaConfig { brokers: BROKER.into(), ..Default::default() }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Creates `topic` with `partitions` and publishes `lines` (keyed by campaign).
+pub fn produce(topic: &str, partitions: i32, lines: &[String]) {
+    let cfg = kafka_cfg();
+    let data = lines.join("\n");
+    rt().block_on(async {
+        floodgate::source::kafka::ensure_topic(&cfg, topic, partitions).await.expect("create topic");
+        floodgate::source::kafka::produce_ndjson(&cfg, topic, data.as_bytes()).await.expect("produce");
+    });
+}
+
+/// The demo scenario's log (three campaigns, two of them going viral).
+pub fn demo_lines(seed: u64) -> Vec<String> {
+    let start = floodgate::time::parse_rfc3339_ms("2026-03-02T08:00:00Z").unwrap();
+    let spec = floodgate::simulate::demo_scenario(seed, start);
+    floodgate::simulate::simulate(&spec).into_iter().map(|e| e.line).collect()
+}
+
+/// Signals `replay` produces for `lines` with the default configuration.
+pub fn replay_signals(lines: &[String]) -> Vec<floodgate::signal::Signal> {
+    let cfg = Arc::new(floodgate::config::Config::default());
+    let mut engine = floodgate::engine::Engine::new(cfg).unwrap();
+    let data = lines.join("\n");
+    floodgate::replay::replay_bytes(data.as_bytes(), &mut engine).0
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `floodgate run` child process.
+pub struct Service {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Service {
+    /// Starts `floodgate run` consuming `input` into `prefix.sig` / `prefix.dlq`.
+    pub fn start(prefix: &str, input: &str, group: &str, dir: &Arc<tempfile::TempDir>, name: &str) -> Service {
+        let port = free_port();
+        let log = dir.path().join(format!("{name}.log"));
+        let config = dir.path().join("floodgate.toml");
+        std::fs::write(&config, "[kafka]\nidle_partition_timeout = \"1h\"\ncommit_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n")
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_floodgate"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("FLOODGATE_KAFKA__BROKERS", BROKER)
+            .env("FLOODGATE_KAFKA__INPUT_TOPICS", input)
+            .env("FLOODGATE_KAFKA__SIGNAL_TOPIC", format!("{prefix}.sig"))
+            .env("FLOODGATE_KAFKA__DEAD_LETTER_TOPIC", format!("{prefix}.dlq"))
+            .env("FLOODGATE_KAFKA__GROUP", group)
+            .env("FLOODGATE_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
+            .env("FLOODGATE_KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS", "1000")
+            .env("FLOODGATE_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn floodgate run");
+        Service { child, port, log, _dir: dir.clone() }
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.port, path)
+    }
+
+    /// Sum of a metric's samples whose line starts with `prefix`.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let Some((_, body)) = self.get("/metrics") else { return 0.0 };
+        body.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
+    }
+
+    pub fn events_applied(&self) -> f64 {
+        self.metric("floodgate_events_total{")
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Some((200, _)) = self.get("/readyz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("service not ready within {timeout:?}; log:\n{}", self.log_text());
+    }
+
+    /// Waits until `f` holds, polling.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut f: impl FnMut(&Service) -> bool) {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if f(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("timed out waiting for {what}; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn sigterm(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("floodgate run did not stop on SIGTERM; log:\n{}", self.log_text());
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split(' ').nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// A record read back from a topic.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl Record {
+    pub fn header(&self, k: &str) -> Option<String> {
+        self.headers.get(k).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap()
+    }
+}
+
+/// Reads every record of `topic` (all partitions, from the start) until
+/// nothing new arrives for `quiet`.
+pub fn read_topic(topic: &str, quiet: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", BROKER)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let parts = md.topics().first().map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            {
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for x in h.iter() {
+                        headers.insert(x.key.to_string(), x.value.unwrap_or_default().to_vec());
+                    }
+                }
+                out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+                last = Instant::now();
+            }
+        }
+    }
+    out
+}
+
+/// (campaign, episode) → distinct onset ids seen.
+pub fn onsets(records: &[Record]) -> BTreeMap<(String, u64), std::collections::BTreeSet<String>> {
+    let mut m: BTreeMap<(String, u64), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for r in records {
+        let v = r.json();
+        if v["type"] == "floodgate.viral_onset" {
+            let campaign = v["subject"].as_str().unwrap().to_string();
+            let episode = v["data"]["episode"].as_u64().unwrap();
+            m.entry((campaign, episode)).or_default().insert(v["id"].as_str().unwrap().to_string());
+        }
+    }
+    m
+}
+
+pub fn tempdir() -> Arc<tempfile::TempDir> {
+    Arc::new(tempfile::tempdir().unwrap())
+}

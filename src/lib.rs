@@ -30,9 +30,12 @@
 //!   [`source`] (Kafka consumer, `produce`), [`sink`] (Kafka producer, Prometheus
 //!   metrics), [`http`] (`/metrics`, `/healthz`, `/readyz`, `/api/campaigns`),
 //!   [`shutdown`] and [`telemetry`].
+//! * [`backtest`] — a log replayed against reactive autoscaling on a capacity
+//!   model (policies, start-up delay, HTML report).
 
 #![warn(missing_docs)]
 
+pub mod backtest;
 pub mod config;
 pub mod decode;
 pub mod engine;

@@ -35,6 +35,10 @@ enum Command {
     /// Print the effective configuration (defaults, file and FLOODGATE_*
     /// overrides applied, validated) as TOML.
     Config(ConfigArgs),
+    /// Replay an event log through the engine and through reactive baselines
+    /// (HPA-like, trend) on a capacity model; prints overload and cost per
+    /// policy and target, optionally as an HTML report and JSON.
+    Backtest(BacktestArgs),
     /// Run the Kafka consumer-group service: input topics → engine per
     /// partition → signal topic, with /metrics, /healthz, /readyz and
     /// /api/campaigns over HTTP. Stops on SIGTERM/SIGINT.
@@ -75,6 +79,45 @@ struct ProduceArgs {
     /// TOML configuration (for `kafka.brokers` and `kafka.properties`).
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct BacktestArgs {
+    /// NDJSON event log, or `-` for stdin.
+    #[arg(default_value = "-")]
+    path: PathBuf,
+    /// TOML configuration: `[planner]`/`[targets.*]` give the capacity model
+    /// (requests_per_click, capacity_per_replica, min/max_replicas, baseline_rps).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Write a self-contained HTML report (charts, tables) here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write the numbers (and per-minute series) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Replica start-up delay: a replica requested at t serves from t + startup.
+    #[arg(long, default_value = "90s", value_parser = duration_ms)]
+    startup: i64,
+    /// Age of the freshest request-rate sample the reactive and trend policies see.
+    #[arg(long, default_value = "60s", value_parser = duration_ms)]
+    metrics_delay: i64,
+    /// Scale-down stabilisation window of the reactive and trend policies (HPA default).
+    #[arg(long, default_value = "5m", value_parser = duration_ms)]
+    stabilisation: i64,
+    /// Decision period of the reactive and trend policies (HPA sync period).
+    #[arg(long, default_value = "15s", value_parser = duration_ms)]
+    sync: i64,
+    /// Regression window of the trend policy (predict_linear).
+    #[arg(long, default_value = "10m", value_parser = duration_ms)]
+    trend_window: i64,
+    /// Utilisation the reactive and trend policies aim at [default: 1/(1+planner.headroom)].
+    #[arg(long)]
+    target_utilisation: Option<f64>,
+}
+
+fn duration_ms(s: &str) -> Result<i64, String> {
+    floodgate::time::parse_duration_ms(s)
 }
 
 #[derive(clap::Args, Debug)]
@@ -185,6 +228,7 @@ fn main() {
         Command::Replay(args) => cmd_replay(args),
         Command::Simulate(args) => cmd_simulate(args),
         Command::Config(args) => cmd_config(args),
+        Command::Backtest(args) => cmd_backtest(args),
         Command::Run(args) => cmd_run(args),
         Command::Produce(args) => cmd_produce(args),
     };
@@ -356,5 +400,39 @@ fn cmd_produce(args: ProduceArgs) -> Result<()> {
         floodgate::source::kafka::produce_ndjson(&kafka, &args.topic, input).await.with_context(|| format!("publishing to {} at {}", args.topic, kafka.brokers))
     })?;
     eprintln!("floodgate: published {} records to {} ({} without a campaign key)", report.published, args.topic, report.unkeyed);
+    Ok(())
+}
+
+fn cmd_backtest(args: BacktestArgs) -> Result<()> {
+    use floodgate::backtest::{backtest, report, text_table, Model};
+    let cfg = load_config(args.config.as_deref())?;
+    let mut log = Vec::new();
+    if args.path.as_os_str() == "-" {
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut log).context("reading stdin")?;
+    } else {
+        log = std::fs::read(&args.path)
+            .with_context(|| format!("cannot open {} (give a path to an NDJSON event log, or `-` for stdin)", args.path.display()))?;
+    }
+    let model = Model {
+        startup_ms: args.startup,
+        metrics_delay_ms: args.metrics_delay,
+        stabilisation_ms: args.stabilisation,
+        sync_ms: args.sync,
+        trend_window_ms: args.trend_window,
+        target_utilisation: args.target_utilisation,
+    };
+    let b = backtest(&log, cfg, &model).with_context(|| format!("backtesting {}", args.path.display()))?;
+    print!("{}", text_table(&b));
+    if let Some(p) = &args.html {
+        std::fs::write(p, report::html(&b)).with_context(|| format!("cannot write --html {}", p.display()))?;
+        eprintln!("floodgate: wrote {}", p.display());
+    }
+    if let Some(p) = &args.json {
+        let f = File::create(p).with_context(|| format!("cannot write --json {}", p.display()))?;
+        let mut w = BufWriter::new(f);
+        serde_json::to_writer_pretty(&mut w, &b).with_context(|| format!("writing {}", p.display()))?;
+        w.flush()?;
+        eprintln!("floodgate: wrote {}", p.display());
+    }
     Ok(())
 }

@@ -1,0 +1,650 @@
+//! `floodgate backtest`: what scale-ahead would have done on a mailing's own
+//! event log, next to reactive autoscaling, on a simple capacity model.
+//!
+//! ```text
+//! log ──► traffic: clicks per target per minute (deduplicated by campaign + id)
+//!    └──► engine (replay, with estimates) ──► scale_ahead, viral_onset, R
+//! per target, per policy (reactive | trend | floodgate):
+//!     replica requests ──► capacity model (start-up delay) ──► overload, cost
+//! ```
+//!
+//! The capacity model is in [`capacity`], the policies in [`policy`], the
+//! HTML report in [`report`]. Everything a target's capacity needs comes from
+//! `[planner]` / `[targets.<name>]` of the configuration
+//! ([`crate::config::Config::planner_for`]): `requests_per_click`,
+//! `capacity_per_replica`, `baseline_rps`, `min_replicas`, `max_replicas`.
+//! The reactive baselines aim at utilisation `1 / (1 + headroom)` unless
+//! told otherwise, so all policies plan with the same spare capacity.
+//!
+//! **Surge and lead time.** A campaign is *viral* if the engine emitted a
+//! `viral_onset` for it. Its *surge* is the start of the first minute in which
+//! its clicks (all generations) reach 3× the peak per-minute clicks of its
+//! direct wave (generation-0 clicks). A policy's *lead* is the surge minus
+//! the policy's first scale-up of the campaign's target at or after the
+//! campaign's first send (negative: it scaled only after the surge); its
+//! *ready lead* is the surge minus the start of the first minute from the send
+//! on in which its ready capacity covers the target's requests of the surge
+//! minute.
+//!
+//! **What is not modelled:** queueing or retries (a request over capacity
+//! counts as overloaded, nothing more), per-pod imbalance, the HPA's scale-up
+//! rate limit, node provisioning, and requests that do not come from clicks
+//! other than `baseline_rps`. The traffic of a click falls into the click's
+//! minute.
+
+pub mod capacity;
+pub mod policy;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decode::decode;
+use crate::engine::{Engine, EngineConfigError};
+use crate::event::EventKind;
+use crate::replay::replay_bytes;
+use crate::signal::{ScaleReason, Signal};
+use crate::time::rfc3339;
+
+use capacity::{peak, per_minute_average, provision, Provisioned, MIN};
+use policy::{LoopParams, POLICIES};
+
+/// Parameters of the capacity model and the baselines that are not in the
+/// configuration (CLI flags of `floodgate backtest`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Model {
+    /// Replica start-up delay: requested at t, serving from t + startup. Default 90 s.
+    pub startup_ms: i64,
+    /// Age of the freshest request-rate sample the reactive and trend policies
+    /// see. Default 60 s.
+    pub metrics_delay_ms: i64,
+    /// Scale-down stabilisation window of the reactive and trend policies
+    /// (HPA default 5 min).
+    pub stabilisation_ms: i64,
+    /// Decision period of the reactive and trend policies (HPA default 15 s).
+    pub sync_ms: i64,
+    /// Regression window of the trend policy. Default 10 min.
+    pub trend_window_ms: i64,
+    /// Utilisation the reactive and trend policies aim at; `None`:
+    /// `1 / (1 + planner.headroom)` of each target.
+    pub target_utilisation: Option<f64>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            startup_ms: 90_000,
+            metrics_delay_ms: 60_000,
+            stabilisation_ms: 300_000,
+            sync_ms: 15_000,
+            trend_window_ms: 600_000,
+            target_utilisation: None,
+        }
+    }
+}
+
+/// Why a backtest could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// The engine refused the configuration.
+    #[error(transparent)]
+    Engine(#[from] EngineConfigError),
+    /// Nothing to backtest.
+    #[error("the log has no click of a campaign with a known target (sends need `target`)")]
+    NoTraffic,
+    /// A model parameter is out of range.
+    #[error("invalid backtest parameter: {0}")]
+    Model(String),
+    /// The log spans too long for a per-minute model.
+    #[error("the log spans {0} days; backtest one mailing's log (at most 31 days)")]
+    TooLong(i64),
+}
+
+/// A policy's numbers on one target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PolicySummary {
+    /// Policy name.
+    pub policy: String,
+    /// Target service.
+    pub target: String,
+    /// Requests in the log's time span (clicks × requests_per_click + baseline).
+    pub requests: f64,
+    /// Requests over capacity.
+    pub overloaded_requests: f64,
+    /// `overloaded_requests / requests`, in percent.
+    pub overloaded_pct: f64,
+    /// Minutes in which some requests were over capacity.
+    pub minutes_overloaded: u32,
+    /// Requested replicas integrated over time (cost), replica-minutes.
+    pub replica_minutes: f64,
+    /// Highest requested replica count.
+    pub peak_replicas: u32,
+    /// Number of scale-ups.
+    pub scale_ups: u32,
+}
+
+/// One policy on one target: summary and time series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PolicyRun {
+    /// The numbers.
+    pub summary: PolicySummary,
+    /// Requested and ready replicas.
+    pub provisioned: Provisioned,
+    /// Capacity in requests per minute, per minute of the series.
+    pub capacity_per_minute: Vec<f64>,
+}
+
+/// A `scale_ahead` as the floodgate policy applies it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScaleMark {
+    /// When the signal's event time is (epoch ms).
+    pub signal_ms: i64,
+    /// When it could have been acted on (epoch ms).
+    pub effective_ms: i64,
+    /// Replicas asked for.
+    pub desired_replicas: u32,
+    /// `send` or `forecast`.
+    pub reason: &'static str,
+}
+
+/// One target service.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetRun {
+    /// Target service.
+    pub target: String,
+    /// `planner.requests_per_click` for this target.
+    pub requests_per_click: f64,
+    /// `planner.capacity_per_replica` (requests/s).
+    pub capacity_per_replica: f64,
+    /// Utilisation the reactive baselines aim at.
+    pub target_utilisation: f64,
+    /// Campaigns sending to this target.
+    pub campaigns: Vec<String>,
+    /// Whether any of them went viral.
+    pub has_viral: bool,
+    /// Requests per minute, per minute from `Backtest::start_ms`.
+    pub requests_per_minute: Vec<f64>,
+    /// The policies, in [`POLICIES`] order.
+    pub policies: Vec<PolicyRun>,
+    /// floodgate's scale decisions for this target.
+    pub scale_ahead: Vec<ScaleMark>,
+}
+
+/// A policy's lead before a viral campaign's surge.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Lead {
+    /// Policy.
+    pub policy: String,
+    /// First scale-up of the target at or after the send (epoch ms).
+    pub first_scale_up_ms: Option<i64>,
+    /// `surge − first_scale_up`, minutes.
+    pub lead_min: Option<f64>,
+    /// Start of the first minute (from the send on) whose ready capacity
+    /// covers the target's requests in the surge minute (epoch ms).
+    pub ready_ms: Option<i64>,
+    /// `surge − ready`, minutes.
+    pub ready_lead_min: Option<f64>,
+}
+
+/// A point of a campaign's R over time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RPoint {
+    /// End of the estimation window (epoch ms).
+    pub t_ms: i64,
+    /// Posterior mean.
+    pub mean: f64,
+    /// 2.5 % quantile.
+    pub lo: f64,
+    /// 97.5 % quantile.
+    pub hi: f64,
+}
+
+/// One campaign.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CampaignRun {
+    /// Campaign id.
+    pub campaign: String,
+    /// Target service, if known.
+    pub target: Option<String>,
+    /// First send (epoch ms).
+    pub send_ms: Option<i64>,
+    /// Clicks (deduplicated).
+    pub clicks: u64,
+    /// Peak clicks per minute of the direct (generation-0) wave.
+    pub direct_peak_per_minute: u64,
+    /// Peak clicks per minute, all generations.
+    pub peak_per_minute: u64,
+    /// First `viral_onset` (event time, epoch ms).
+    pub viral_onset_ms: Option<i64>,
+    /// Surge: first minute with ≥ 3× the direct wave's peak (epoch ms).
+    pub surge_ms: Option<i64>,
+    /// `surge − (viral_onset + allowed_lateness)`, minutes: how long before
+    /// the surge the onset could have been known.
+    pub onset_lead_min: Option<f64>,
+    /// Per policy (viral campaigns with a surge only).
+    pub leads: Vec<Lead>,
+    /// The engine's R over time.
+    pub r: Vec<RPoint>,
+}
+
+/// A policy's totals over the targets of viral campaigns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ViralTotals {
+    /// Policy.
+    pub policy: String,
+    /// Requests on those targets.
+    pub requests: f64,
+    /// Requests over capacity.
+    pub overloaded_requests: f64,
+    /// In percent.
+    pub overloaded_pct: f64,
+    /// Minutes overloaded (summed over targets).
+    pub minutes_overloaded: u32,
+    /// Replica-minutes (summed over targets).
+    pub replica_minutes: f64,
+    /// Highest peak over targets.
+    pub peak_replicas: u32,
+    /// Median lead of the first scale-up before the surge, minutes.
+    pub median_lead_min: Option<f64>,
+    /// Median ready lead, minutes.
+    pub median_ready_lead_min: Option<f64>,
+}
+
+/// Input counts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct InputCounts {
+    /// Non-empty lines.
+    pub lines: u64,
+    /// Lines that did not decode (skipped).
+    pub rejected: u64,
+    /// Events repeated with the same campaign and id (counted once).
+    pub duplicates: u64,
+    /// Clicks counted as traffic.
+    pub clicks: u64,
+    /// Clicks of campaigns without a known target (not counted as traffic).
+    pub unattributed_clicks: u64,
+    /// Events more than `estimator.max_future` ahead of the log (skipped).
+    pub far_future: u64,
+}
+
+/// The whole backtest: what `--json` writes and the HTML report shows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Backtest {
+    /// Model parameters used.
+    pub model: Model,
+    /// `estimator.allowed_lateness` (ms): how late forecast decisions are acted on.
+    pub allowed_lateness_ms: i64,
+    /// Start of the first minute (epoch ms).
+    pub start_ms: i64,
+    /// Same, RFC 3339.
+    pub start: String,
+    /// Minutes in the series.
+    pub minutes: usize,
+    /// Input counts.
+    pub input: InputCounts,
+    /// Targets, by name.
+    pub targets: Vec<TargetRun>,
+    /// Campaigns, by first send.
+    pub campaigns: Vec<CampaignRun>,
+    /// Totals per policy over targets that had a viral campaign.
+    pub viral_totals: Vec<ViralTotals>,
+}
+
+impl Backtest {
+    /// A policy's summary on a target.
+    pub fn summary(&self, target: &str, policy: &str) -> Option<&PolicySummary> {
+        let t = self.targets.iter().find(|t| t.target == target)?;
+        t.policies.iter().map(|p| &p.summary).find(|s| s.policy == policy)
+    }
+
+    /// A policy's totals over the targets of viral campaigns.
+    pub fn viral_total(&self, policy: &str) -> Option<&ViralTotals> {
+        self.viral_totals.iter().find(|v| v.policy == policy)
+    }
+}
+
+#[derive(Default)]
+struct CampaignTraffic {
+    target: Option<String>,
+    send_ms: Option<i64>,
+    clicks: Vec<(i64, u32)>,
+}
+
+/// Runs the backtest on an NDJSON log.
+pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest, BacktestError> {
+    if model.startup_ms < 0 || model.metrics_delay_ms < 0 || model.stabilisation_ms < 0 {
+        return Err(BacktestError::Model("durations must not be negative".into()));
+    }
+    if model.sync_ms < 1000 {
+        return Err(BacktestError::Model("--sync must be at least 1s".into()));
+    }
+    if model.trend_window_ms < 2 * MIN {
+        return Err(BacktestError::Model("--trend-window must be at least 2m".into()));
+    }
+    if let Some(u) = model.target_utilisation {
+        if !(u > 0.0 && u <= 1.0) {
+            return Err(BacktestError::Model(format!("--target-utilisation {u} must be in (0, 1]")));
+        }
+    }
+    let mut engine = Engine::new(cfg.clone())?.with_estimates(true);
+    let lateness = cfg.estimator.allowed_lateness.ms();
+
+    // 1. Traffic from the log.
+    let mut input = InputCounts::default();
+    let mut camps: BTreeMap<String, CampaignTraffic> = BTreeMap::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    let mut max_ts: Option<i64> = None;
+    let max_future = cfg.estimator.max_future.ms();
+    for raw in log.split(|&b| b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        input.lines += 1;
+        let Ok(ev) = decode(line) else {
+            input.rejected += 1;
+            continue;
+        };
+        if max_ts.is_some_and(|m| ev.ts_ms > m + max_future) {
+            input.far_future += 1;
+            continue;
+        }
+        max_ts = Some(max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
+        if let Some(id) = &ev.id {
+            if !seen.insert((ev.campaign.to_string(), id.to_string())) {
+                input.duplicates += 1;
+                continue;
+            }
+        }
+        let c = camps.entry(ev.campaign.to_string()).or_default();
+        match ev.kind {
+            EventKind::Send => {
+                c.send_ms = Some(c.send_ms.map_or(ev.ts_ms, |s| s.min(ev.ts_ms)));
+                if c.target.is_none() {
+                    c.target = ev.target.as_ref().map(|t| t.to_string());
+                }
+            }
+            EventKind::Click => {
+                if c.target.is_none() {
+                    c.target = ev.target.as_ref().map(|t| t.to_string());
+                }
+                c.clicks.push((ev.ts_ms, ev.generation));
+            }
+            EventKind::Forward => {}
+        }
+    }
+    let times = camps.values().flat_map(|c| c.clicks.iter().map(|&(t, _)| t).chain(c.send_ms));
+    let (Some(first), Some(last)) = (times.clone().min(), times.max()) else { return Err(BacktestError::NoTraffic) };
+    let t0 = first.div_euclid(MIN) * MIN;
+    let minutes = ((last - t0).div_euclid(MIN) + 1) as usize;
+    if minutes as i64 > 31 * 24 * 60 {
+        return Err(BacktestError::TooLong(minutes as i64 / (24 * 60)));
+    }
+    let minute_of = |t: i64| ((t - t0).div_euclid(MIN)) as usize;
+
+    // 2. The engine's signals.
+    let (signals, _report, _errors) = replay_bytes(log, &mut engine);
+    let mut scale: HashMap<String, Vec<ScaleMark>> = HashMap::new();
+    let mut onsets: HashMap<String, i64> = HashMap::new();
+    let mut r_series: HashMap<String, Vec<RPoint>> = HashMap::new();
+    for s in &signals {
+        match s {
+            Signal::ScaleAhead(a) => {
+                let (reason, effective) = match a.reason {
+                    ScaleReason::Send => ("send", a.time_ms),
+                    ScaleReason::Forecast => ("forecast", a.time_ms + lateness),
+                };
+                scale.entry(a.target.to_string()).or_default().push(ScaleMark {
+                    signal_ms: a.time_ms,
+                    effective_ms: effective,
+                    desired_replicas: a.desired_replicas,
+                    reason,
+                });
+            }
+            Signal::ViralOnset(e) => {
+                onsets.entry(e.campaign.to_string()).or_insert(e.time_ms);
+            }
+            Signal::Estimate(e) => {
+                r_series.entry(e.campaign.to_string()).or_default().push(RPoint { t_ms: e.time_ms, mean: e.r.mean, lo: e.r.lo, hi: e.r.hi })
+            }
+            Signal::ViralSubsided(_) => {}
+        }
+    }
+
+    // 3. Per target: requests, policies, capacity.
+    let mut by_target: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (name, c) in &camps {
+        match &c.target {
+            Some(t) if !c.clicks.is_empty() || c.send_ms.is_some() => by_target.entry(t.clone()).or_default().push(name),
+            Some(_) => {}
+            None => input.unattributed_clicks += c.clicks.len() as u64,
+        }
+        if c.target.is_some() {
+            input.clicks += c.clicks.len() as u64;
+        }
+    }
+    let mut targets = Vec::new();
+    for (target, members) in &by_target {
+        let pc = cfg.planner_for(target);
+        let util = model.target_utilisation.unwrap_or(1.0 / (1.0 + pc.headroom));
+        let mut req = vec![pc.baseline_rps * 60.0; minutes];
+        for name in members {
+            for &(t, _) in &camps[*name].clicks {
+                req[minute_of(t)] += pc.requests_per_click;
+            }
+        }
+        let params = LoopParams {
+            t0_ms: t0,
+            sync_ms: model.sync_ms,
+            metrics_delay_ms: model.metrics_delay_ms,
+            stabilisation_ms: model.stabilisation_ms,
+            target_utilisation: util,
+            trend_window_ms: model.trend_window_ms,
+            lookahead_ms: model.startup_ms,
+        };
+        let mut marks = scale.remove(target).unwrap_or_default();
+        marks.sort_by_key(|m| m.effective_ms);
+        let fg: Vec<(i64, u32)> = marks.iter().map(|m| (m.effective_ms, m.desired_replicas)).collect();
+        let mut runs = Vec::new();
+        for policy in POLICIES {
+            let decisions = match policy {
+                "reactive" => policy::reactive(&req, &pc, &params),
+                "trend" => policy::trend(&req, &pc, &params),
+                _ => policy::floodgate(&fg),
+            };
+            // Decisions after the log's last minute change nothing measured.
+            let end = t0 + minutes as i64 * MIN;
+            let decisions: Vec<_> = decisions.into_iter().filter(|d| d.t_ms < end).collect();
+            let prov = provision(t0, pc.min_replicas, &decisions, model.startup_ms);
+            let ready = per_minute_average(&prov.ready, t0, minutes);
+            let requested = per_minute_average(&prov.requested, t0, minutes);
+            let capacity: Vec<f64> = ready.iter().map(|r| r * pc.capacity_per_replica * 60.0).collect();
+            let mut s = PolicySummary { policy: policy.to_string(), target: target.clone(), ..Default::default() };
+            for (m, &r) in req.iter().enumerate() {
+                let over = (r - capacity[m]).max(0.0);
+                s.requests += r;
+                s.overloaded_requests += over;
+                s.minutes_overloaded += u32::from(over > 1e-9);
+            }
+            s.overloaded_pct = if s.requests > 0.0 { 100.0 * s.overloaded_requests / s.requests } else { 0.0 };
+            s.replica_minutes = requested.iter().sum();
+            s.peak_replicas = peak(&prov.requested, t0, end);
+            s.scale_ups = prov.requested.windows(2).filter(|w| w[1].replicas > w[0].replicas).count() as u32;
+            runs.push(PolicyRun { summary: s, provisioned: prov, capacity_per_minute: capacity });
+        }
+        targets.push(TargetRun {
+            target: target.clone(),
+            requests_per_click: pc.requests_per_click,
+            capacity_per_replica: pc.capacity_per_replica,
+            target_utilisation: util,
+            campaigns: members.iter().map(|s| s.to_string()).collect(),
+            has_viral: members.iter().any(|m| onsets.contains_key(*m)),
+            requests_per_minute: req,
+            policies: runs,
+            scale_ahead: marks,
+        });
+    }
+
+    // 4. Campaigns: surge and leads.
+    let mut campaigns = Vec::new();
+    for (name, c) in &camps {
+        if c.clicks.is_empty() && c.send_ms.is_none() {
+            continue;
+        }
+        let mut all = vec![0u64; minutes];
+        let mut direct = vec![0u64; minutes];
+        for &(t, g) in &c.clicks {
+            all[minute_of(t)] += 1;
+            if g == 0 {
+                direct[minute_of(t)] += 1;
+            }
+        }
+        let direct_peak = direct.iter().copied().max().unwrap_or(0);
+        let onset = onsets.get(name).copied();
+        let surge_m = if direct_peak > 0 { all.iter().position(|&n| n >= 3 * direct_peak) } else { None };
+        let surge = surge_m.map(|m| t0 + m as i64 * MIN);
+        let mut leads = Vec::new();
+        if let (Some(_), Some(sm), Some(target)) = (onset, surge_m, c.target.as_ref()) {
+            let surge_ms = t0 + sm as i64 * MIN;
+            let from = c.send_ms.unwrap_or(t0);
+            if let Some(t) = targets.iter().find(|t| &t.target == target) {
+                for run in &t.policies {
+                    let up = run
+                        .provisioned
+                        .requested
+                        .windows(2)
+                        .find(|w| w[1].replicas > w[0].replicas && w[1].t_ms >= from)
+                        .map(|w| w[1].t_ms);
+                    let need = t.requests_per_minute[sm];
+                    let from_m = minute_of(from.max(t0));
+                    let ready_m = (from_m..minutes).find(|&m| run.capacity_per_minute[m] + 1e-9 >= need);
+                    let ready = ready_m.map(|m| t0 + m as i64 * MIN);
+                    leads.push(Lead {
+                        policy: run.summary.policy.clone(),
+                        first_scale_up_ms: up,
+                        lead_min: up.map(|u| (surge_ms - u) as f64 / MIN as f64),
+                        ready_ms: ready,
+                        ready_lead_min: ready.map(|r| (surge_ms - r) as f64 / MIN as f64),
+                    });
+                }
+            }
+        }
+        campaigns.push(CampaignRun {
+            campaign: name.clone(),
+            target: c.target.clone(),
+            send_ms: c.send_ms,
+            clicks: c.clicks.len() as u64,
+            direct_peak_per_minute: direct_peak,
+            peak_per_minute: all.iter().copied().max().unwrap_or(0),
+            viral_onset_ms: onset,
+            surge_ms: surge,
+            onset_lead_min: match (onset, surge) {
+                (Some(o), Some(s)) => Some((s - o - lateness) as f64 / MIN as f64),
+                _ => None,
+            },
+            leads,
+            r: r_series.remove(name).unwrap_or_default(),
+        });
+    }
+    campaigns.sort_by(|a, b| a.send_ms.cmp(&b.send_ms).then(a.campaign.cmp(&b.campaign)));
+
+    // 5. Totals over targets of viral campaigns.
+    let mut viral_totals = Vec::new();
+    for policy in POLICIES {
+        let mut v = ViralTotals { policy: policy.to_string(), ..Default::default() };
+        for t in targets.iter().filter(|t| t.has_viral) {
+            let Some(s) = t.policies.iter().map(|p| &p.summary).find(|s| s.policy == policy) else { continue };
+            v.requests += s.requests;
+            v.overloaded_requests += s.overloaded_requests;
+            v.minutes_overloaded += s.minutes_overloaded;
+            v.replica_minutes += s.replica_minutes;
+            v.peak_replicas = v.peak_replicas.max(s.peak_replicas);
+        }
+        v.overloaded_pct = if v.requests > 0.0 { 100.0 * v.overloaded_requests / v.requests } else { 0.0 };
+        let leads: Vec<&Lead> = campaigns.iter().flat_map(|c| &c.leads).filter(|l| l.policy == policy).collect();
+        v.median_lead_min = median(leads.iter().filter_map(|l| l.lead_min));
+        v.median_ready_lead_min = median(leads.iter().filter_map(|l| l.ready_lead_min));
+        viral_totals.push(v);
+    }
+
+    Ok(Backtest {
+        model: model.clone(),
+        allowed_lateness_ms: lateness,
+        start_ms: t0,
+        start: rfc3339(t0),
+        minutes,
+        input,
+        targets,
+        campaigns,
+        viral_totals,
+    })
+}
+
+fn median(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = xs.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+}
+
+/// The summary as an aligned text table (what the CLI prints).
+pub fn text_table(b: &Backtest) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<16} {:<10} {:>12} {:>12} {:>8} {:>8} {:>10} {:>6}",
+        "target", "policy", "requests", "overloaded", "%", "min", "replica-m", "peak"
+    );
+    for t in &b.targets {
+        for p in &t.policies {
+            let x = &p.summary;
+            let _ = writeln!(
+                s,
+                "{:<16} {:<10} {:>12.0} {:>12.0} {:>7.2}% {:>8} {:>10.0} {:>6}",
+                x.target,
+                x.policy,
+                x.requests,
+                x.overloaded_requests,
+                x.overloaded_pct,
+                x.minutes_overloaded,
+                x.replica_minutes,
+                x.peak_replicas
+            );
+        }
+    }
+    let viral: Vec<&CampaignRun> = b.campaigns.iter().filter(|c| c.viral_onset_ms.is_some()).collect();
+    if !viral.is_empty() {
+        let _ = writeln!(s, "\nviral campaigns: lead of the first scale-up (ready capacity) before the surge, minutes");
+        let _ = write!(s, "{:<20} {:<12} {:>6} {:>8}", "campaign", "target", "surge", "onset");
+        for p in POLICIES {
+            let _ = write!(s, " {:>16}", p);
+        }
+        let _ = writeln!(s);
+        for c in viral {
+            let surge = c.surge_ms.map_or("-".to_string(), |t| rfc3339(t)[11..16].to_string());
+            let onset = c.onset_lead_min.map_or("-".to_string(), |l| format!("{l:.0}"));
+            let _ = write!(s, "{:<20} {:<12} {:>6} {:>8}", c.campaign, c.target.as_deref().unwrap_or("-"), surge, onset);
+            for p in POLICIES {
+                let cell = c
+                    .leads
+                    .iter()
+                    .find(|l| l.policy == p)
+                    .map_or("-".to_string(), |l| format!("{} ({})", fmt_opt(l.lead_min), fmt_opt(l.ready_lead_min)));
+                let _ = write!(s, " {:>16}", cell);
+            }
+            let _ = writeln!(s);
+        }
+    }
+    s
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or("-".to_string(), |v| format!("{v:.1}"))
+}

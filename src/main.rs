@@ -120,45 +120,6 @@ fn duration_ms(s: &str) -> Result<i64, String> {
     floodgate::time::parse_duration_ms(s)
 }
 
-#[derive(clap::Args, Debug)]
-struct BacktestArgs {
-    /// NDJSON event log, or `-` for stdin.
-    #[arg(default_value = "-")]
-    path: PathBuf,
-    /// TOML configuration: `[planner]`/`[targets.*]` give the capacity model
-    /// (requests_per_click, capacity_per_replica, min/max_replicas, baseline_rps).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Write a self-contained HTML report (charts, tables) here.
-    #[arg(long)]
-    html: Option<PathBuf>,
-    /// Write the numbers (and per-minute series) as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Replica start-up delay: a replica requested at t serves from t + startup.
-    #[arg(long, default_value = "90s", value_parser = duration_ms)]
-    startup: i64,
-    /// Age of the freshest request-rate sample the reactive and trend policies see.
-    #[arg(long, default_value = "60s", value_parser = duration_ms)]
-    metrics_delay: i64,
-    /// Scale-down stabilisation window of the reactive and trend policies (HPA default).
-    #[arg(long, default_value = "5m", value_parser = duration_ms)]
-    stabilisation: i64,
-    /// Decision period of the reactive and trend policies (HPA sync period).
-    #[arg(long, default_value = "15s", value_parser = duration_ms)]
-    sync: i64,
-    /// Regression window of the trend policy (predict_linear).
-    #[arg(long, default_value = "10m", value_parser = duration_ms)]
-    trend_window: i64,
-    /// Utilisation the reactive and trend policies aim at [default: 1/(1+planner.headroom)].
-    #[arg(long)]
-    target_utilisation: Option<f64>,
-}
-
-fn duration_ms(s: &str) -> Result<i64, String> {
-    floodgate::time::parse_duration_ms(s)
-}
-
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Format {
     /// One CloudEvents JSON object per line.

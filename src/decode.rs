@@ -144,7 +144,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Ts<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct Raw<'a> {
     #[serde(rename = "type", borrow)]
     kind: Option<Str<'a>>,
@@ -171,10 +171,9 @@ fn check_str<'a>(field: &str, v: Option<Str<'a>>) -> Result<Option<Cow<'a, str>>
     match v {
         None => Ok(None),
         Some(Str(s)) if s.is_empty() => Err(Rejection::new(RejectReason::Value, format!("`{field}` is empty"))),
-        Some(Str(s)) if s.len() > MAX_ID_BYTES => Err(Rejection::new(
-            RejectReason::Value,
-            format!("`{field}` is {} bytes long; at most {MAX_ID_BYTES} are allowed", s.len()),
-        )),
+        Some(Str(s)) if s.len() > MAX_ID_BYTES => {
+            Err(Rejection::new(RejectReason::Value, format!("`{field}` is {} bytes long; at most {MAX_ID_BYTES} are allowed", s.len())))
+        }
         Some(Str(s)) => Ok(Some(s)),
     }
 }
@@ -186,13 +185,25 @@ fn required<T>(kind: EventKind, field: &str, v: Option<T>) -> Result<T, Rejectio
 /// Decodes one JSON object into a validated [`Event`]. Unknown fields are
 /// ignored; everything else that does not match the schema is a [`Rejection`].
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
-    let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| {
+    match fast::parse(bytes) {
+        Some(raw) => validate(raw),
+        None => validate(parse_serde(bytes)?),
+    }
+}
+
+/// The general JSON path (every input the fast path does not take).
+fn parse_serde(bytes: &[u8]) -> Result<Raw<'_>, Rejection> {
+    serde_json::from_slice(bytes).map_err(|e| {
         let reason = match e.classify() {
             serde_json::error::Category::Data => RejectReason::FieldType,
             _ => RejectReason::Json,
         };
         Rejection::new(reason, format!("invalid JSON: {e}"))
-    })?;
+    })
+}
+
+/// The schema rules, on the raw fields.
+fn validate(raw: Raw<'_>) -> Result<Event<'_>, Rejection> {
     let kind = match raw.kind.as_ref().map(|s| s.0.as_ref()) {
         Some("send") => EventKind::Send,
         Some("click") => EventKind::Click,
@@ -213,7 +224,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
             return Err(Rejection::new(RejectReason::Timestamp, format!("`ts` {ms} is outside 1970..=9999 in epoch milliseconds")))
         }
         Ts::BadNumber => {
-            return Err(Rejection::new(RejectReason::Timestamp, "`ts` must be an integer number of epoch milliseconds or an RFC 3339 string"))
+            return Err(Rejection::new(
+                RejectReason::Timestamp,
+                "`ts` must be an integer number of epoch milliseconds or an RFC 3339 string",
+            ))
         }
         Ts::Text(s) => match parse_rfc3339_ms(&s) {
             Some(ms) if (0..MAX_TS_MS).contains(&ms) => ms,
@@ -258,13 +272,233 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
     Ok(Event { kind, campaign, ts_ms, id, person, parent, generation, recipients, target })
 }
 
+/// The fast path of [`decode`]: a scanner for the common shape of an event (a
+/// flat object of known keys whose values are strings without escapes or
+/// non-negative integers). It returns exactly what `serde_json` would
+/// deserialize into [`Raw`], or `None` for anything else — escapes, `null`,
+/// negative or non-integer numbers, unknown keys with other than simple values,
+/// duplicate keys, invalid UTF-8, malformed JSON — which then takes the
+/// `serde_json` path, so accepted input, values and rejections (reason and
+/// message) are those of `serde_json` in every case.
+mod fast {
+    use std::borrow::Cow;
+
+    use super::{Raw, Str, Ts};
+
+    /// Most digits of an integer taken on the fast path (always fits an i64).
+    const MAX_DIGITS: usize = 18;
+
+    /// The fields of [`Raw`], and any other key.
+    #[derive(Clone, Copy)]
+    enum Key {
+        Type,
+        Campaign,
+        Ts,
+        Id,
+        Person,
+        Parent,
+        Target,
+        Generation,
+        Recipients,
+        Other,
+    }
+
+    struct Cursor<'a> {
+        text: &'a str,
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        #[inline]
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+                self.i += 1;
+            }
+        }
+
+        #[inline]
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        /// A string starting at the cursor (on its opening quote), without
+        /// escapes or control characters. Eight bytes at a time: in each
+        /// word, the lowest byte flagged by the zero-byte bit tricks is exact
+        /// (false positives only sit above a true one), so the first quote
+        /// and the first backslash or control character are found exactly.
+        #[inline]
+        fn string(&mut self) -> Option<&'a str> {
+            const ONES: u64 = 0x0101_0101_0101_0101;
+            const HIGHS: u64 = 0x8080_8080_8080_8080;
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let start = self.i + 1;
+            let mut n = start;
+            loop {
+                let chunk = self.b.get(n..)?;
+                if chunk.is_empty() {
+                    return None;
+                }
+                let (x, k) = match chunk.first_chunk::<8>() {
+                    Some(w) => (u64::from_le_bytes(*w), 8),
+                    None => {
+                        // The line's last bytes, padded with spaces (neither
+                        // quotes nor special).
+                        let mut w = [b' '; 8];
+                        w[..chunk.len()].copy_from_slice(chunk);
+                        (u64::from_le_bytes(w), chunk.len())
+                    }
+                };
+                let q = x ^ (ONES * u64::from(b'"'));
+                let bs = x ^ (ONES * u64::from(b'\\'));
+                let quote = q.wrapping_sub(ONES) & !q & HIGHS;
+                let special = ((bs.wrapping_sub(ONES) & !bs) | (x.wrapping_sub(ONES * 0x20) & !x)) & HIGHS;
+                if quote | special != 0 {
+                    if special.trailing_zeros() < quote.trailing_zeros() {
+                        return None;
+                    }
+                    let end = n + (quote.trailing_zeros() / 8) as usize;
+                    self.i = end + 1;
+                    // Quotes are ASCII, so both ends are character boundaries.
+                    return self.text.get(start..end);
+                }
+                n += k;
+            }
+        }
+
+        /// An object key (the cursor on its opening quote): the known ones by
+        /// a direct comparison, any other as a string.
+        #[inline]
+        fn key(&mut self) -> Option<Key> {
+            let r = self.b.get(self.i..)?;
+            let known = |quoted: &[u8]| r.starts_with(quoted).then_some(quoted.len());
+            let (key, len) = match r.get(1)? {
+                b't' => match (known(b"\"type\""), known(b"\"ts\""), known(b"\"target\"")) {
+                    (Some(n), _, _) => (Key::Type, n),
+                    (_, Some(n), _) => (Key::Ts, n),
+                    (_, _, Some(n)) => (Key::Target, n),
+                    _ => (Key::Other, 0),
+                },
+                b'c' => known(b"\"campaign\"").map_or((Key::Other, 0), |n| (Key::Campaign, n)),
+                b'i' => known(b"\"id\"").map_or((Key::Other, 0), |n| (Key::Id, n)),
+                b'p' => match (known(b"\"person\""), known(b"\"parent\"")) {
+                    (Some(n), _) => (Key::Person, n),
+                    (_, Some(n)) => (Key::Parent, n),
+                    _ => (Key::Other, 0),
+                },
+                b'g' => known(b"\"generation\"").map_or((Key::Other, 0), |n| (Key::Generation, n)),
+                b'r' => known(b"\"recipients\"").map_or((Key::Other, 0), |n| (Key::Recipients, n)),
+                _ => (Key::Other, 0),
+            };
+            if len == 0 {
+                self.string()?;
+            } else {
+                self.i += len;
+            }
+            Some(key)
+        }
+
+        /// A non-negative integer of at most [`MAX_DIGITS`] digits, without
+        /// leading zeros, not followed by a fraction or an exponent.
+        #[inline]
+        fn integer(&mut self) -> Option<i64> {
+            let start = self.i;
+            let mut v: i64 = 0;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                v = v * 10 + i64::from(d - b'0');
+                self.i += 1;
+            }
+            let len = self.i - start;
+            if len == 0 || len > MAX_DIGITS || (len > 1 && self.b[start] == b'0') {
+                return None;
+            }
+            match self.peek() {
+                Some(b'.' | b'e' | b'E') => None,
+                _ => Some(v),
+            }
+        }
+    }
+
+    fn set<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+        if slot.is_some() {
+            return None; // duplicate field: serde_json's error
+        }
+        *slot = Some(v);
+        Some(())
+    }
+
+    pub(super) fn parse(b: &[u8]) -> Option<Raw<'_>> {
+        // Valid UTF-8 as a whole, so every string between quotes is too (and
+        // serde_json rejects invalid UTF-8 in any string it keeps).
+        let text = std::str::from_utf8(b).ok()?;
+        let mut c = Cursor { text, b, i: 0 };
+        let mut raw = Raw::default();
+        c.ws();
+        if c.peek()? != b'{' {
+            return None;
+        }
+        c.i += 1;
+        c.ws();
+        if c.peek()? == b'}' {
+            c.i += 1;
+        } else {
+            loop {
+                let key = c.key()?;
+                c.ws();
+                if c.peek()? != b':' {
+                    return None;
+                }
+                c.i += 1;
+                c.ws();
+                let string = c.peek()? == b'"';
+                match key {
+                    Key::Type => set(&mut raw.kind, Str(Cow::Borrowed(c.string()?)))?,
+                    Key::Campaign => set(&mut raw.campaign, Str(Cow::Borrowed(c.string()?)))?,
+                    Key::Id => set(&mut raw.id, Str(Cow::Borrowed(c.string()?)))?,
+                    Key::Person => set(&mut raw.person, Str(Cow::Borrowed(c.string()?)))?,
+                    Key::Parent => set(&mut raw.parent, Str(Cow::Borrowed(c.string()?)))?,
+                    Key::Target => set(&mut raw.target, Str(Cow::Borrowed(c.string()?)))?,
+                    Key::Ts if string => set(&mut raw.ts, Ts::Text(Cow::Borrowed(c.string()?)))?,
+                    Key::Ts => set(&mut raw.ts, Ts::Millis(c.integer()?))?,
+                    Key::Generation => set(&mut raw.generation, c.integer()?)?,
+                    Key::Recipients => set(&mut raw.recipients, c.integer()?)?,
+                    // Unknown keys are ignored, as serde does; only simple values here.
+                    Key::Other if string => {
+                        c.string()?;
+                    }
+                    Key::Other => {
+                        c.integer()?;
+                    }
+                }
+                c.ws();
+                match c.peek()? {
+                    b',' => {
+                        c.i += 1;
+                        c.ws();
+                    }
+                    b'}' => {
+                        c.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        c.ws();
+        (c.i == b.len()).then_some(raw)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn decodes_the_three_kinds() {
-        let s = decode(br#"{"type":"send","campaign":"spring-sale","ts":"2026-03-02T08:00:00Z","recipients":20000,"target":"shop-web"}"#).unwrap();
+        let s = decode(br#"{"type":"send","campaign":"spring-sale","ts":"2026-03-02T08:00:00Z","recipients":20000,"target":"shop-web"}"#)
+            .unwrap();
         assert_eq!(s.kind, EventKind::Send);
         assert_eq!(s.recipients, 20000);
         assert_eq!(s.target.as_deref(), Some("shop-web"));
@@ -272,7 +506,9 @@ mod tests {
         let c = decode(br#"{"type":"click","campaign":"spring-sale","ts":1772438400000,"id":"c-17","person":"p-9","generation":1,"parent":"p-3","target":"shop-web","extra":[1,2]}"#).unwrap();
         assert_eq!((c.kind, c.generation, c.ts_ms), (EventKind::Click, 1, 1_772_438_400_000));
         assert_eq!(c.parent.as_deref(), Some("p-3"));
-        let f = decode(br#"{"type":"forward","campaign":"spring-sale","ts":"2026-03-02T08:01:00Z","id":"f-4","person":"p-3","recipients":5}"#).unwrap();
+        let f =
+            decode(br#"{"type":"forward","campaign":"spring-sale","ts":"2026-03-02T08:01:00Z","id":"f-4","person":"p-3","recipients":5}"#)
+                .unwrap();
         assert_eq!((f.kind, f.recipients), (EventKind::Forward, 5));
         let d = decode(br#"{"type":"click","campaign":"a\"b","ts":0}"#).unwrap();
         assert_eq!(d.campaign, "a\"b");
@@ -314,5 +550,57 @@ mod tests {
         let long = "x".repeat(MAX_ID_BYTES + 1);
         let line = format!(r#"{{"type":"click","campaign":"{long}","ts":0}}"#);
         assert_eq!(decode(line.as_bytes()).unwrap_err().reason, RejectReason::Value);
+    }
+
+    /// The fast path must agree with serde_json on every input: the simulator's
+    /// lines, the unit-test lines, and every single-byte deletion and
+    /// substitution (by JSON-significant bytes) of them.
+    #[test]
+    fn fast_path_agrees_with_serde() {
+        let mut corpus: Vec<Vec<u8>> = crate::simulate::simulate(&crate::simulate::demo_scenario(5, 1_772_438_400_000))
+            .into_iter()
+            .step_by(97)
+            .take(40)
+            .map(|e| e.line.into_bytes())
+            .collect();
+        assert!(corpus.iter().all(|l| fast::parse(l).is_some()), "the simulator's lines take the fast path");
+        for extra in [
+            &br#" {"type" : "click" ,"campaign":"a","ts":0 , "generation": 12,"parent":"p","x":"y","n":5}  "#[..],
+            br#"{"type":"send","campaign":"\u00e9t\u00e9","ts":"2026-03-02T08:00:00Z","recipients":20000,"target":"shop-web"}"#,
+            br#"{"type":"click","campaign":"caf\xc3\xa9","ts":"2026-03-02T08:00:00.123+01:00","person":"\xe2\x82\xac"}"#,
+            br#"{"type":"click","campaign":"a","ts":0,"generation":007}"#,
+            br#"{"type":"click","campaign":"a","ts":-0}"#,
+            br#"{"type":"click","campaign":"a","ts":99999999999999999999}"#,
+            br#"{"type":"click","campaign":"a","ts":123456789012345678,"generation":1e3}"#,
+            br#"{"type":"click","campaign":"a","ts":1,"id":null,"x":[1,{"a":2}],"y":true}"#,
+            br#"{}"#,
+            br#"{"type":"click","campaign":"a","ts":1}x"#,
+        ] {
+            corpus.push(extra.to_vec());
+        }
+        corpus.push(b"{\"type\":\"click\",\"campaign\":\"caf\xc3\xa9\",\"ts\":0,\"person\":\"\xff\"}".to_vec());
+        corpus.push(b"{\"type\":\"click\",\"campaign\":\"a\tb\",\"ts\":0}".to_vec());
+        let subst: &[u8] = b"\"\\{}[]:,0-9.e n\t\x01\x7f\xc3\xff";
+        let mut checked = 0;
+        for line in &corpus {
+            let mut variants = vec![line.clone()];
+            for i in 0..line.len() {
+                let mut v = line.clone();
+                v.remove(i);
+                variants.push(v);
+                for &b in subst {
+                    let mut v = line.clone();
+                    v[i] = b;
+                    variants.push(v);
+                }
+            }
+            for v in &variants {
+                let fast = decode(v);
+                let slow = parse_serde(v).and_then(validate);
+                assert_eq!(fast, slow, "{}", String::from_utf8_lossy(v));
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000);
     }
 }

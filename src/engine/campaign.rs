@@ -141,11 +141,7 @@ impl Campaign {
         let mut linked = 0u32;
         for p in work.iter() {
             match p.what {
-                PendingKind::Click { has_parent: true, .. } => {
-                    if self.lineage.add_offspring(p.other) {
-                        linked += 1;
-                    }
-                }
+                PendingKind::Click { has_parent: true, .. } if self.lineage.add_offspring(p.other) => linked += 1,
                 PendingKind::Forward => {
                     self.lineage.add_forward(p.person, p.other);
                 }

@@ -376,7 +376,6 @@ impl Engine {
         let mut pending = Pending { bin, what: PendingKind::IdOnly, person: 0, other: 0, id };
         match ev.kind {
             EventKind::Send => {
-                counts.sent += ev.recipients;
                 self.stats.sends += 1;
             }
             EventKind::Click => {
@@ -397,8 +396,6 @@ impl Engine {
                 }
             }
             EventKind::Forward => {
-                counts.forwards += 1;
-                counts.forward_recipients += ev.recipients;
                 self.stats.forwards += 1;
                 if let Some(p) = ev.person.as_deref() {
                     pending.what = PendingKind::Forward;

@@ -18,12 +18,6 @@ pub struct BinCounts {
     pub imported: u32,
     /// Local clicks whose `parent` was a known clicker (set when the bin closes).
     pub linked: u32,
-    /// Forward events.
-    pub forwards: u32,
-    /// Addressees of those forwards.
-    pub forward_recipients: u64,
-    /// Recipients of sends.
-    pub sent: u64,
     /// Infectivity Λ of this bin (Cori et al. 2013), computed once when the
     /// bin closes: Σ_{s≥1} w_s (local + imported) of the bins before it.
     pub lambda: f64,
@@ -75,6 +69,11 @@ impl<T: Default> Bins<T> {
             return None;
         }
         let idx = (bin - self.base) as usize;
+        if idx >= self.items.capacity() {
+            // Grow to what is needed, not to the next power of two: a ring
+            // reaches its steady length once and keeps it.
+            self.items.reserve_exact(idx + 1 - self.items.len());
+        }
         while self.items.len() <= idx {
             self.items.push_back(T::default());
         }

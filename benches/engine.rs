@@ -43,7 +43,7 @@ impl Stream {
     fn event(&self, k: u64) -> Event<'_> {
         let n = self.campaigns.len() as u64;
         let j = (k % POOL as u64) as usize;
-        let forwarded = k % 3 != 0 && k >= n;
+        let forwarded = !k.is_multiple_of(3) && k >= n;
         let parent = (j + POOL - self.campaigns.len()) % POOL;
         Event {
             kind: EventKind::Click,

@@ -5,7 +5,9 @@
 # Epidemics 29:100356), checked by tests/epiestim_reference.rs.
 #
 # Usage (from the crate root; needs R >= 4 and EpiEstim, e.g. Debian's
-# r-cran-epiestim 2.2-4):  Rscript scripts/epiestim-fixtures.R
+# r-cran-epiestim 2.2-4):  Rscript scripts/epiestim-fixtures.R [OUT_DIR]
+# (OUT_DIR defaults to tests/fixtures/epiestim; scripts/test writes to a
+# temporary folder and compares with scripts/compare-fixtures.py.)
 #
 # Every number is written with 17 significant digits ("%.17g"), so the JSON
 # round-trips R's doubles exactly. Windows that EpiEstim reports as NA
@@ -26,7 +28,8 @@
 
 suppressPackageStartupMessages(library(EpiEstim))
 
-out_dir <- file.path("tests", "fixtures", "epiestim")
+args <- commandArgs(trailingOnly = TRUE)
+out_dir <- if (length(args) >= 1) args[[1]] else file.path("tests", "fixtures", "epiestim")
 dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)
 
 num <- function(x) ifelse(is.na(x), "null", sprintf("%.17g", x))

@@ -228,7 +228,7 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
     let mut shown_errors = 0u64;
     let table = args.format == Format::Table;
     if table {
-        writeln!(out, "{:<24} {:<16} {:<22} {}", "time", "signal", "subject", "details")?;
+        writeln!(out, "{:<24} {:<16} {:<22} details", "time", "signal", "subject")?;
     }
     let max_errors = args.max_errors;
     let path_name = args.path.display().to_string();
@@ -356,9 +356,13 @@ fn cmd_produce(args: ProduceArgs) -> Result<()> {
     let rt = runtime()?;
     let report = rt.block_on(async {
         if let Some(n) = args.partitions {
-            floodgate::source::kafka::ensure_topic(&kafka, &args.topic, n).await.with_context(|| format!("creating topic {}", args.topic))?;
+            floodgate::source::kafka::ensure_topic(&kafka, &args.topic, n)
+                .await
+                .with_context(|| format!("creating topic {}", args.topic))?;
         }
-        floodgate::source::kafka::produce_ndjson(&kafka, &args.topic, input).await.with_context(|| format!("publishing to {} at {}", args.topic, kafka.brokers))
+        floodgate::source::kafka::produce_ndjson(&kafka, &args.topic, input)
+            .await
+            .with_context(|| format!("publishing to {} at {}", args.topic, kafka.brokers))
     })?;
     eprintln!("floodgate: published {} records to {} ({} without a campaign key)", report.published, args.topic, report.unkeyed);
     Ok(())

@@ -578,7 +578,7 @@ fn consumer_loop(
                     }
                 }
             }
-            Some(Err(e)) if last_error.map_or(true, |t| t.elapsed() > Duration::from_secs(10)) => {
+            Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
                 tracing::warn!(error = %e, "consumer error (librdkafka retries)");
                 last_error = Some(Instant::now());
             }
@@ -909,7 +909,7 @@ impl PartitionTask {
                         self.last_ts = Some(ev.ts_ms);
                     } else if m.key.as_deref() != Some(ev.campaign.as_bytes()) {
                         self.metrics.unkeyed.inc();
-                        if self.last_unkeyed_warning.map_or(true, |t| t.elapsed() > Duration::from_secs(60)) {
+                        if self.last_unkeyed_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                             self.last_unkeyed_warning = Some(Instant::now());
                             tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, offset = m.offset,
                                 "input message not keyed by its campaign: the campaign's estimate is split across partitions; key events by campaign");

@@ -23,7 +23,7 @@
 //! Tolerances: mean and sd 1e-6 relative, 2.5 % / 97.5 % quantiles 1e-5
 //! relative (observed agreement is ~1e-14 and ~1e-12). A second check
 //! measures how far the engine's truncated [`GenerationInterval`] weights
-//! (mass ≥ 1 − 1e-4, see `floodgate::engine::generation_interval`) move the
+//! (mass ≥ 1 − 1e-9, see `floodgate::engine::generation_interval`) move the
 //! answer.
 
 use std::path::Path;
@@ -169,7 +169,7 @@ fn posterior_matches_estimate_r() {
 }
 
 /// The engine uses `GenerationInterval` (support cut where the mass reaches
-/// 1 − 1e-4, not renormalised) instead of EpiEstim's discr_si(0:(T−1)). Λ_t
+/// 1 − 1e-9, not renormalised) instead of EpiEstim's discr_si(0:(T−1)). Λ_t
 /// then misses Σ_{s>K} w_s I_{t−s} ≤ tail · max_{u<t−K} I_u, so Σ_τ Λ and the
 /// posterior scale change by at most |τ| · tail · max I / (1/b + Σ_τ Λ):
 /// identical while t_end ≤ K, and small unless incidence has fallen far below

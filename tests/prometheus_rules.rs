@@ -52,9 +52,7 @@ fn prometheus_scrape_config_is_valid() {
 fn deploy_kit_checks_pass() {
     let python = std::env::var("FLOODGATE_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut cmd = Command::new(python);
-    cmd.arg(Path::new("deploy").join("check.py"))
-        .current_dir(root())
-        .env("FLOODGATE_BIN", env!("CARGO_BIN_EXE_floodgate"));
+    cmd.arg(Path::new("deploy").join("check.py")).current_dir(root()).env("FLOODGATE_BIN", env!("CARGO_BIN_EXE_floodgate"));
     if std::env::var("FLOODGATE_REQUIRE_K8S_SCHEMAS").is_ok_and(|v| v == "1") {
         cmd.arg("--require-k8s-schemas");
     }

@@ -18,12 +18,12 @@
 //! ## Truncation (and how it differs from EpiEstim)
 //!
 //! [`GenerationInterval`] keeps w_0 … w_K, where K is the first k with
-//! Σ_{j≤k} w_j ≥ 1 − 1e-4, and does **not** renormalise. EpiEstim's
+//! Σ_{j≤k} w_j ≥ 1 − 1e-9, and does **not** renormalise. EpiEstim's
 //! `estimate_R(method = "parametric_si")` (internal `estimate_R_func`) uses
 //! `discr_si(0:(T-1), mean_si, std_si)` for an incidence series of length T —
 //! the same values, also not renormalised, but cut at T − 1 rather than at a
 //! mass threshold. Because Λ_t only ever uses w_1 … w_t, EpiEstim's Λ is the
-//! untruncated sum; ours omits Σ_{s>K} w_s I_{t−s}, at most 1e-4 × the largest
+//! untruncated sum; ours omits Σ_{s>K} w_s I_{t−s}, at most 1e-9 × the largest
 //! incidence more than K bins back. The two agree exactly when t ≤ K, and the
 //! difference is negligible unless incidence has collapsed by orders of
 //! magnitude within the window (`tests/epiestim_reference.rs` checks both).
@@ -31,7 +31,7 @@
 use super::gamma::gamma_p;
 
 /// Truncate the support where the cumulative mass first reaches `1 − TAIL`.
-pub const TAIL: f64 = 1e-4;
+pub const TAIL: f64 = 1e-9;
 
 /// Hard cap on the support length (bins), far beyond any sensible interval.
 const MAX_LEN: usize = 1_000_000;
@@ -61,7 +61,7 @@ pub fn discr_si(k: usize, mu: f64, sigma: f64) -> f64 {
 
 /// The discretised generation interval w_k = `discr_si(k, μ, σ)`,
 /// k = 0, 1, …, K, truncated at the first K where the cumulative mass reaches
-/// 1 − 1e-4 and not renormalised (see the module docs for why, and for the
+/// 1 − 1e-9 and not renormalised (see the module docs for why, and for the
 /// comparison with EpiEstim, whose `estimate_R` uses the same values cut at
 /// the series length instead).
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ impl GenerationInterval {
         Ok(GenerationInterval { w, cum })
     }
 
-    /// w_0, w_1, …, w_K (w_0 = 0; sums to ≥ 1 − 1e-4, not renormalised).
+    /// w_0, w_1, …, w_K (w_0 = 0; sums to ≥ 1 − 1e-9, not renormalised).
     pub fn weights(&self) -> &[f64] {
         &self.w
     }
@@ -122,7 +122,7 @@ impl GenerationInterval {
     }
 
     /// Σ_{k ≤ lag} w_k (precomputed). Beyond the support it stays at the
-    /// total retained mass (≥ 1 − 1e-4).
+    /// total retained mass (≥ 1 − 1e-9).
     pub fn cdf(&self, lag: usize) -> f64 {
         match self.cum.get(lag) {
             Some(&c) => c,
@@ -197,12 +197,12 @@ mod tests {
 
     #[test]
     fn truncation_matches_epiestim_cumsum() {
-        // R: w <- EpiEstim::discr_si(0:500, mu, sigma); cs <- cumsum(w); L <- which(cs >= 1 - 1e-4)[1]
+        // R: w <- EpiEstim::discr_si(0:500, mu, sigma); cs <- cumsum(w); L <- which(cs >= 1 - 1e-9)[1]
         //    cat(L, sprintf("%.17g", c(cs[L], sum(w[1:L] * (0:(L-1))))))
         let cases = [
-            (2.6, 1.5, 16, 0.999_949_421_922_870_62, 2.599_141_161_611_424_2),
-            (17.0, 10.0, 83, 0.999_903_248_005_164_72, 16.991_342_498_615_662),
-            (1.2, 0.3, 5, 0.999_920_860_725_471_82, 1.199_595_984_742_600_8),
+            (2.6, 1.5, 32, 0.999_999_999_362_372_72, 2.599_999_978_975_589_4),
+            (17.0, 10.0, 161, 0.999_999_999_009_322_35, 16.999_999_834_422_866),
+            (1.2, 0.3, 10, 0.999_999_999_263_861_85, 1.199_999_992_554_907_6),
         ];
         for (mu, sigma, len, cum, mean) in cases {
             let gi = GenerationInterval::from_mean_sd_bins(mu, sigma).expect("valid");
@@ -212,7 +212,7 @@ mod tests {
             assert!((gi.cdf(len - 1) - cum).abs() < 1e-13);
             assert_eq!(gi.cdf(len + 10), gi.cdf(len - 1));
             assert!((gi.mean_bins() - mean).abs() < 1e-12 * mean);
-            // Mass retained: 1 − 1e-4 ≤ Σ w ≤ 1 (hand check: not renormalised).
+            // Mass retained: 1 − 1e-9 ≤ Σ w ≤ 1 (hand check: not renormalised).
             let total: f64 = gi.weights().iter().sum();
             assert!((1.0 - TAIL..=1.0 + 1e-12).contains(&total), "total {total}");
             assert!((gi.cdf(len - 1) - total).abs() < 1e-15);

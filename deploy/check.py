@@ -6,6 +6,11 @@
     python3 deploy/check.py --queries  # print every dashboard query and recording
                                        # rule, Grafana variables filled in, one per
                                        # line (input for the live Prometheus test)
+    python3 deploy/check.py --selectors  # print every series selector (metric name
+                                       # and label matchers) the dashboard, its
+                                       # variables and the rules (alerts included)
+                                       # use, one per line (the live test checks
+                                       # that floodgate exports each of them)
 
 Checks:
   * the Grafana dashboard is valid JSON, schemaVersion >= 36, unique panel ids,
@@ -56,16 +61,13 @@ METRICS = {
     "floodgate_dead_letter_total", "floodgate_signals_total",
     "floodgate_campaigns_tracked", "floodgate_campaigns_viral",
     "floodgate_campaigns_shed_total", "floodgate_target_desired_replicas",
-    "floodgate_target_forecast_rps", "floodgate_target_clicks_total",
+    "floodgate_target_forecast_rps", "floodgate_target_clicks_total", "floodgate_target_max_replicas",
     "floodgate_campaign_r", "floodgate_campaign_p_viral", "floodgate_consumer_lag",
     "floodgate_processing_latency_seconds_bucket", "floodgate_processing_latency_seconds_sum",
     "floodgate_processing_latency_seconds_count", "floodgate_watermark_timestamp_seconds",
     "floodgate_ready", "floodgate_build_info", "floodgate_partitions_assigned",
     "floodgate_unkeyed_events_total", "floodgate_rebalances_total", "up",
 }
-# Used by the rules only (FloodgateTargetAtMaxReplicas): the configured
-# max_replicas per target, a gauge with the same bounded `target` label.
-RULES_ONLY_METRICS = {"floodgate_target_max_replicas"}
 
 PROMQL_WORDS = {
     "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
@@ -106,6 +108,46 @@ def metric_names(expr):
             continue
         names.add(tok)
     return names
+
+
+def selectors(expr):
+    """Series selectors (`name` or `name{matchers}`) of a PromQL expression,
+    with the metric names metric_names() finds; matchers normalised to
+    `label op "value"` joined by ", "."""
+    out = set()
+    names = metric_names(expr)
+    e = re.sub(r"\[[^\]]*\]", " ", expr)
+    for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?", e):
+        if m.group(1) not in names:
+            continue
+        if m.group(2):
+            matchers = re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")', m.group(2))
+            out.add(m.group(1) + "{" + ", ".join(f"{k}{op}{v}" for k, op, v in matchers) + "}")
+        else:
+            out.add(m.group(1))
+    return out
+
+
+def all_selectors():
+    """Every series selector of the dashboard (panels, annotations, variables)
+    and the rules (recording rules and alert expressions), Grafana variables
+    filled in; recording-rule outputs (names with ':') are left out."""
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = [fill_vars(e) for _, e in dashboard_queries(dash)]
+    for v in dash.get("templating", {}).get("list", []):
+        if v.get("type") == "query":
+            q = v.get("query")
+            q = q.get("query") if isinstance(q, dict) else q
+            m = re.match(r"label_values\((.*),\s*\w+\)$", q or "")
+            if m:
+                exprs.append(fill_vars(m.group(1)))
+    for g in yaml.safe_load(RULES.read_text())["groups"]:
+        for r in g["rules"]:
+            exprs.append(r["expr"])
+    out = set()
+    for e in exprs:
+        out |= {s for s in selectors(e) if ":" not in s.split("{")[0]}
+    return sorted(out)
 
 
 def fill_vars(expr):
@@ -219,7 +261,7 @@ def check_rules():
     alerts = records = 0
     for g in rules["groups"]:
         for r in g["rules"]:
-            used = metric_names(r["expr"]) - METRICS - RULES_ONLY_METRICS
+            used = metric_names(r["expr"]) - METRICS
             used = {n for n in used if ":" not in n}        # recording rules
             if used:
                 fail(f'rules: {r.get("alert") or r.get("record")}: unknown metric(s) {sorted(used)}')
@@ -470,6 +512,10 @@ def main():
             for r in g["rules"]:
                 if "record" in r:
                     print(r["record"])
+        return 0
+    if "--selectors" in args:
+        for sel in all_selectors():
+            print(sel)
         return 0
     check_dashboard()
     check_rules()

@@ -9,6 +9,18 @@
 //! partition engines and `floodgate_target_desired_replicas{target}` is
 //! `planner::replicas_for(planner_for(target), that sum)`. Across instances,
 //! `sum by (target)` in Prometheus is the authoritative number.
+//!
+//! Every series the rules and dashboards select exists from the first scrape:
+//! counters whose label values are known (event types, reject reasons, signal
+//! types, shed kinds) start at 0 so that `rate()`/`increase()` see the first
+//! increments; `floodgate_ready` and `floodgate_watermark_timestamp_seconds`
+//! are 0 until ready / until the first event; the targets configured under
+//! `[targets.<name>]` are always exported (at their baseline when no campaign
+//! of this instance uses them) so that an autoscaler querying one gets the
+//! planner's answer (its `min_replicas`) instead of an empty result, and
+//! `floodgate_target_max_replicas{target}` (the ceiling
+//! FloodgateTargetAtMaxReplicas compares with) exists for every exported
+//! target.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +29,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
 use crate::config::Config;
 use crate::decode::RejectReason;
 use crate::engine::planner::replicas_for;
-use crate::engine::{CampaignView, TargetView};
+use crate::engine::{CampaignView, Stats, TargetView};
 
 /// Every metric of the service, registered in one registry.
 #[derive(Clone, Debug)]
@@ -45,6 +57,9 @@ pub struct Metrics {
     pub desired_replicas: IntGaugeVec,
     /// `floodgate_target_forecast_rps{target}`.
     pub forecast_rps: GaugeVec,
+    /// `floodgate_target_max_replicas{target}`: the planner's `max_replicas`
+    /// of each exported target.
+    pub max_replicas: IntGaugeVec,
     /// `floodgate_target_clicks_total{target}`.
     pub target_clicks: IntCounterVec,
     /// `floodgate_campaign_r{campaign,stat}`.
@@ -73,6 +88,30 @@ pub struct Metrics {
 
 /// The `what` label values of `floodgate_campaigns_shed_total`.
 pub const SHED_WHAT: [&str; 5] = ["campaigns", "campaigns_evicted", "clickers", "dedup_ids", "idle"];
+
+/// The engine's shed counters by `what` label (in [`SHED_WHAT`] order):
+/// `campaigns` = events of campaigns not tracked (`limits.max_campaigns`),
+/// `campaigns_evicted` = low-traffic campaigns evicted to admit a new one,
+/// `clickers` = clickers not followed (`limits.max_clickers_per_campaign`),
+/// `dedup_ids` = event ids not remembered (`limits.max_dedup_ids`),
+/// `idle` = campaigns forgotten after `limits.idle_timeout` (normal
+/// housekeeping, not a limit being hit; the alert ignores it).
+pub fn shed_counts(s: &Stats) -> [(&'static str, u64); 5] {
+    [
+        ("campaigns", s.shed_campaigns),
+        ("campaigns_evicted", s.shed_campaigns_evicted),
+        ("clickers", s.shed_clickers),
+        ("dedup_ids", s.shed_dedup_ids),
+        ("idle", s.evicted_campaigns),
+    ]
+}
+
+/// Buckets of `floodgate_processing_latency_seconds`: sub-millisecond
+/// processing up to 10 minutes, so that the p99 > 60 s objective of
+/// FloodgateProcessingLatencyHigh can be measured (a quantile beyond the
+/// largest finite bucket is reported as that bucket's bound).
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
     // Names are static and unique, so registration cannot fail.
@@ -146,6 +185,14 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            max_replicas: reg(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("floodgate_target_max_replicas", "The planner's configured max_replicas, per target."),
+                    &["target"],
+                )
+                .expect("valid metric"),
+            ),
             target_clicks: counter_vec("floodgate_target_clicks_total", "Clicks counted per target.", &["target"]),
             campaign_r: reg(
                 &r,
@@ -172,7 +219,7 @@ impl Metrics {
                         "floodgate_processing_latency_seconds",
                         "From receiving a message to its effects being committable (applied; its signals acknowledged).",
                     )
-                    .buckets(vec![0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+                    .buckets(LATENCY_BUCKETS.to_vec()),
                 )
                 .expect("valid metric"),
             ),
@@ -209,24 +256,40 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Sets the per-target gauges from the partition engines' target views:
+    /// Sets the per-target gauges from the partition engines' target views
+    /// (see [`sum_targets`], which includes every configured target):
     /// forecast requests/s summed over partitions, replicas from the summed
-    /// forecast with the target's planner configuration.
+    /// forecast with the target's planner configuration, the planner's
+    /// `max_replicas`; the target's click counter is created at 0.
     pub fn set_targets(&self, cfg: &Config, targets: &BTreeMap<String, f64>) {
         let mut seen = self.targets_seen.lock().unwrap_or_else(|e| e.into_inner());
         for (name, rps) in targets {
+            let planner = cfg.planner_for(name);
             self.forecast_rps.with_label_values(&[name]).set(*rps);
-            let replicas = replicas_for(&cfg.planner_for(name), *rps);
-            self.desired_replicas.with_label_values(&[name]).set(i64::from(replicas));
+            self.desired_replicas.with_label_values(&[name]).set(i64::from(replicas_for(&planner, *rps)));
+            self.max_replicas.with_label_values(&[name]).set(i64::from(planner.max_replicas));
+            self.target_clicks.with_label_values(&[name]);
             seen.insert(name.clone());
         }
         // A target no longer planned by this instance (its partitions moved)
-        // contributes nothing here.
+        // contributes nothing here. (Its click counter stays: counters are
+        // not removed.)
         for name in seen.iter().filter(|n| !targets.contains_key(*n)) {
             let _ = self.forecast_rps.remove_label_values(&[name]);
             let _ = self.desired_replicas.remove_label_values(&[name]);
+            let _ = self.max_replicas.remove_label_values(&[name]);
         }
         seen.retain(|n| targets.contains_key(n));
+    }
+
+    /// Adds the growth of the engine's shed counters from `before` to `now`
+    /// to `floodgate_campaigns_shed_total{what}`.
+    pub fn add_shed(&self, before: &Stats, now: &Stats) {
+        for ((what, b), (_, n)) in shed_counts(before).into_iter().zip(shed_counts(now)) {
+            if n > b {
+                self.shed.with_label_values(&[what]).inc_by(n - b);
+            }
+        }
     }
 
     /// Sets the per-campaign gauges for the top-K campaigns and removes the
@@ -274,9 +337,11 @@ pub fn rank_campaigns(all: &mut [CampaignView]) {
 }
 
 /// Sums target forecasts over partition engines (the baseline of a target is
-/// counted once, not once per partition).
+/// counted once, not once per partition). Every target configured under
+/// `[targets.<name>]` is included, at its baseline when no partition engine
+/// plans it.
 pub fn sum_targets(cfg: &Config, per_partition: &[&[TargetView]]) -> BTreeMap<String, f64> {
-    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    let mut out: BTreeMap<String, f64> = cfg.targets.keys().map(|name| (name.clone(), 0.0)).collect();
     for views in per_partition {
         for t in views.iter() {
             let baseline = cfg.planner_for(&t.target).baseline_rps;
@@ -287,4 +352,103 @@ pub fn sum_targets(cfg: &Config, per_partition: &[&[TargetView]]) -> BTreeMap<St
         *rps += cfg.planner_for(name).baseline_rps;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+    }
+
+    #[test]
+    fn known_series_exist_from_the_first_scrape() {
+        let text = Metrics::new().render();
+        for series in [
+            "floodgate_ready",
+            "floodgate_watermark_timestamp_seconds",
+            "floodgate_partitions_assigned",
+            "floodgate_rebalances_total",
+            "floodgate_dead_letter_total",
+            "floodgate_events_duplicate_total",
+            "floodgate_events_late_total",
+            "floodgate_unkeyed_events_total",
+            "floodgate_campaigns_tracked",
+            "floodgate_campaigns_viral",
+            "floodgate_events_total{type=\"send\"}",
+            "floodgate_events_total{type=\"click\"}",
+            "floodgate_events_total{type=\"forward\"}",
+            "floodgate_signals_total{type=\"floodgate.viral_onset\"}",
+            "floodgate_signals_total{type=\"floodgate.viral_subsided\"}",
+            "floodgate_signals_total{type=\"floodgate.scale_ahead\"}",
+            "floodgate_signals_total{type=\"floodgate.estimate\"}",
+            "floodgate_processing_latency_seconds_count",
+        ] {
+            assert_eq!(sample(&text, series), Some(0.0), "{series} missing or not 0 in\n{text}");
+        }
+        for reason in RejectReason::ALL {
+            let series = format!("floodgate_events_rejected_total{{reason=\"{}\"}}", reason.as_str());
+            assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+        }
+        for what in SHED_WHAT {
+            let series = format!("floodgate_campaigns_shed_total{{what=\"{what}\"}}");
+            assert_eq!(sample(&text, &series), Some(0.0), "{series}");
+        }
+        assert_eq!(sample(&text, &format!("floodgate_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), Some(1.0));
+    }
+
+    #[test]
+    fn shed_counters_follow_the_engine_stats_including_clickers() {
+        let m = Metrics::new();
+        assert_eq!(shed_counts(&Stats::default()).map(|(w, _)| w), SHED_WHAT);
+        let before = Stats { shed_clickers: 5, shed_campaigns: 1, ..Stats::default() };
+        let now = Stats { shed_clickers: 12, shed_campaigns: 1, shed_dedup_ids: 3, evicted_campaigns: 2, ..Stats::default() };
+        m.add_shed(&before, &now);
+        m.add_shed(&now, &now);
+        let text = m.render();
+        assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"clickers\"}"), Some(7.0));
+        assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"campaigns\"}"), Some(0.0));
+        assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"dedup_ids\"}"), Some(3.0));
+        assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"idle\"}"), Some(2.0));
+    }
+
+    #[test]
+    fn configured_targets_are_exported_with_their_ceiling() {
+        let cfg = Config::from_toml("[targets.shop-web]\nmin_replicas = 3\nmax_replicas = 120\n").unwrap();
+        let m = Metrics::new();
+        // No partition plans anything yet: the configured target is at its baseline.
+        let summed = sum_targets(&cfg, &[]);
+        assert_eq!(summed.keys().collect::<Vec<_>>(), ["shop-web"]);
+        m.set_targets(&cfg, &summed);
+        let text = m.render();
+        assert_eq!(sample(&text, "floodgate_target_desired_replicas{target=\"shop-web\"}"), Some(3.0));
+        assert_eq!(sample(&text, "floodgate_target_forecast_rps{target=\"shop-web\"}"), Some(0.0));
+        assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"shop-web\"}"), Some(120.0));
+        assert_eq!(sample(&text, "floodgate_target_clicks_total{target=\"shop-web\"}"), Some(0.0));
+        // A target seen in events gets the [planner] defaults, and goes away with its partitions.
+        let views = [TargetView { target: "blog-web".into(), desired_replicas: 2, forecast_rps: 400.0, clicks: 9 }];
+        let summed = sum_targets(&cfg, &[&views]);
+        m.set_targets(&cfg, &summed);
+        let text = m.render();
+        assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"blog-web\"}"), Some(f64::from(cfg.planner.max_replicas)));
+        assert_eq!(
+            sample(&text, "floodgate_target_desired_replicas{target=\"blog-web\"}"),
+            Some(f64::from(replicas_for(&cfg.planner_for("blog-web"), 400.0)))
+        );
+        m.set_targets(&cfg, &sum_targets(&cfg, &[]));
+        let text = m.render();
+        assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"blog-web\"}"), None);
+        assert_eq!(sample(&text, "floodgate_target_desired_replicas{target=\"blog-web\"}"), None);
+        assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"shop-web\"}"), Some(120.0));
+    }
+
+    #[test]
+    fn latency_above_a_minute_is_measurable() {
+        let m = Metrics::new();
+        m.latency.observe(100.0);
+        let text = m.render();
+        assert_eq!(sample(&text, "floodgate_processing_latency_seconds_bucket{le=\"60\"}"), Some(0.0));
+        assert_eq!(sample(&text, "floodgate_processing_latency_seconds_bucket{le=\"120\"}"), Some(1.0));
+    }
 }

@@ -418,6 +418,11 @@ pub struct KafkaConfig {
     pub commit_interval: Duration,
     /// `/readyz` is ready only while every assigned partition lags by at most this many messages. Default 10000.
     pub ready_max_lag: u64,
+    /// Whether `run` creates missing output topics (signals, estimates, dead
+    /// letters) at start. With `false` (clusters where applications may not
+    /// create topics) signals for a missing topic are retried until it
+    /// exists, and consumption pauses meanwhile. Default `true`.
+    pub create_topics: bool,
 }
 
 impl Default for KafkaConfig {
@@ -435,6 +440,7 @@ impl Default for KafkaConfig {
             rebuild_max_messages: 200_000,
             commit_interval: Duration(1_000),
             ready_max_lag: 10_000,
+            create_topics: true,
         }
     }
 }
@@ -494,7 +500,10 @@ impl Config {
         let mut value: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.to_string(), message: e.to_string() })?;
         for (k, v) in env {
-            if let Some(path) = k.strip_prefix("FLOODGATE_") {
+            // Every key lives in a section, so an override has a `__`; other
+            // FLOODGATE_* variables belong to the tooling (FLOODGATE_CACHE,
+            // FLOODGATE_PYTHON, FLOODGATE_KAFKA_STATE, …) and are ignored.
+            if let Some(path) = k.strip_prefix("FLOODGATE_").filter(|p| p.contains("__")) {
                 apply_env(&mut value, path, &v)?;
             }
         }
@@ -755,6 +764,8 @@ mod tests {
                 ("FLOODGATE_KAFKA__PROPERTIES__SASL_MECHANISM", "PLAIN"),
                 ("FLOODGATE_ESTIMATOR__GENERATION_INTERVAL__SD", "9m"),
                 ("OTHER", "x"),
+                ("FLOODGATE_PYTHON", "/usr/bin/python3"),
+                ("FLOODGATE_KAFKA_STATE", "/tmp/x"),
             ]),
         )
         .unwrap();

@@ -74,7 +74,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -86,7 +86,7 @@ use crate::engine::{Applied, CampaignView, Engine, EngineConfigError, Stats, Tar
 use crate::event::EventKind;
 use crate::shutdown::Shutdown;
 use crate::signal::Signal;
-use crate::sink::kafka::{OutRecord, Outbox, Pending};
+use crate::sink::kafka::{Fatal, OutRecord, Outbox, Pending, QuietContext};
 use crate::sink::metrics::{rank_campaigns, sum_targets, Metrics};
 use crate::source::kafka::{ensure_topic, group_consumer, offsets_reader, GroupContext, RebalanceHandler};
 
@@ -104,6 +104,10 @@ pub enum ServiceError {
     /// A Kafka client could not be created or subscribe.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The producer hit a fatal error (see [`crate::sink::kafka`]); offsets
+    /// of what was acknowledged were committed before stopping.
+    #[error("fatal Kafka producer error: {0}")]
+    Fatal(String),
     /// The HTTP listener could not bind.
     #[error("http listen {addr}: {source}")]
     Http {
@@ -160,7 +164,13 @@ struct PartitionShared {
     commit: AtomicI64,
     position: AtomicI64,
     high: AtomicI64,
+    /// The last high-watermark fetch succeeded (the broker answers).
+    high_ok: AtomicBool,
     rebuilt: AtomicBool,
+    /// Why output records of this partition are not being delivered, if so.
+    blocked: Mutex<Option<String>>,
+    /// Revoked or shutting down: the task must not start new work.
+    stopped: AtomicBool,
     snapshot: Mutex<Snapshot>,
 }
 
@@ -225,7 +235,7 @@ struct Ctx {
     handles: Mutex<HashMap<(Arc<str>, i32), Handle>>,
     reseek_tx: Mutex<std::sync::mpsc::Sender<(Arc<str>, i32, i64)>>,
     runtime: tokio::runtime::Handle,
-    reader: BaseConsumer,
+    reader: BaseConsumer<QuietContext>,
     shutting_down: AtomicBool,
 }
 
@@ -237,13 +247,23 @@ impl RebalanceHandler for Ctx {
     fn on_assign(&self, _consumer: &BaseConsumer<GroupContext>, tpl: &mut TopicPartitionList) {
         self.metrics.rebalances.inc();
         let timeout = Duration::from_secs(10);
-        let committed = match self.reader.committed_offsets(tpl.clone(), timeout) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read committed offsets; starting from the log start");
-                TopicPartitionList::new()
+        // Right after a broker restart the coordinator may not answer yet:
+        // retry before falling back to the log start (which would re-emit
+        // every signal of the partition, with the same ids).
+        let mut committed = None;
+        for attempt in 1..=3 {
+            match self.reader.committed_offsets(tpl.clone(), timeout) {
+                Ok(c) => {
+                    committed = Some(c);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, "could not read committed offsets"),
             }
-        };
+        }
+        let committed = committed.unwrap_or_else(|| {
+            tracing::warn!("no committed offsets; starting from the log start (signals of the whole partition are re-emitted, same ids)");
+            TopicPartitionList::new()
+        });
         let n = self.cfg.kafka.rebuild_max_messages as i64;
         let mut assigned = Vec::new();
         for el in tpl.elements() {
@@ -280,15 +300,31 @@ impl RebalanceHandler for Ctx {
             return;
         }
         let offsets = self.stop_partitions(stopping);
-        commit_sync(consumer, &offsets);
+        let ok = commit_sync(consumer, &offsets);
         for (topic, partition, offset) in &offsets {
             let _ = self.metrics.consumer_lag.remove_label_values(&[&**topic, &partition.to_string()]);
-            tracing::info!(topic = %topic, partition, committed = offset, "rebalance: partition revoked");
+            if ok {
+                tracing::info!(topic = %topic, partition, committed = offset, "rebalance: partition revoked");
+            } else {
+                tracing::warn!(topic = %topic, partition, committable = offset,
+                    "rebalance: partition revoked without a commit; the next owner re-processes from the last committed offset");
+            }
+        }
+    }
+
+    fn on_commit_failed(&self, offsets: &TopicPartitionList) {
+        // Commit these again at the next interval even if nothing new is applied.
+        let mut handles = lock(&self.handles);
+        for el in offsets.elements() {
+            if let Some(h) = handles.get_mut(&(Arc::from(el.topic()), el.partition())) {
+                h.last_committed = -1;
+            }
         }
     }
 }
 
-fn commit_sync(consumer: &BaseConsumer<GroupContext>, offsets: &[(Arc<str>, i32, i64)]) {
+/// Commits synchronously; whether it succeeded.
+fn commit_sync(consumer: &BaseConsumer<GroupContext>, offsets: &[(Arc<str>, i32, i64)]) -> bool {
     let mut tpl = TopicPartitionList::new();
     for (t, p, o) in offsets {
         let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
@@ -296,8 +332,10 @@ fn commit_sync(consumer: &BaseConsumer<GroupContext>, offsets: &[(Arc<str>, i32,
     if tpl.count() > 0 {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
             tracing::warn!(error = %e, "synchronous offset commit failed");
+            return false;
         }
     }
+    true
 }
 
 impl Ctx {
@@ -308,7 +346,10 @@ impl Ctx {
             commit: AtomicI64::new(committed),
             position: AtomicI64::new(start),
             high: AtomicI64::new(high),
+            high_ok: AtomicBool::new(true),
             rebuilt: AtomicBool::new(false),
+            blocked: Mutex::new(None),
+            stopped: AtomicBool::new(false),
             snapshot: Mutex::new(Snapshot::default()),
         });
         let (tx, rx) = mpsc::channel(CHANNEL);
@@ -349,6 +390,8 @@ impl Ctx {
             base_stats: Stats::default(),
             base_clicks: HashMap::new(),
             buf: String::new(),
+            blocked_since: None,
+            resent: 0,
         };
         self.runtime.spawn(task.run(rx));
         lock(&self.handles)
@@ -378,6 +421,8 @@ impl Ctx {
         for (h, rx) in waits {
             let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(500);
             let offset = rx.recv_timeout(left).unwrap_or_else(|_| h.shared.commit.load(Ordering::SeqCst));
+            // A task that did not answer (its output is blocked) stops at its next step.
+            h.shared.stopped.store(true, Ordering::SeqCst);
             if offset > h.last_committed || offset == h.shared.commit.load(Ordering::SeqCst) {
                 offsets.push((h.shared.topic.clone(), h.shared.partition, offset));
             }
@@ -391,13 +436,28 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     Engine::new(cfg.clone())?;
     let k = &cfg.kafka;
     let metrics = Metrics::new();
+    // One internal stop channel: the caller's shutdown, or a fatal producer error.
+    let (stop_tx, stop_rx) = broadcast::channel::<()>(4);
+    let shutdown = {
+        let mut external = shutdown;
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            external.recv().await;
+            let _ = tx.send(());
+        });
+        Shutdown::new(stop_rx)
+    };
+    let fatal = Arc::new(Fatal::new(stop_tx.clone()));
     let producer = crate::sink::kafka::producer(k)?;
-    let outbox = Outbox::new(producer);
+    let outbox = Outbox::new(producer, fatal.clone());
     for topic in [&k.signal_topic, &k.dead_letter_topic, &k.estimate_topic] {
-        if !topic.is_empty() {
-            if let Err(e) = ensure_topic(k, topic, 1).await {
-                tracing::warn!(topic = %topic, error = %e, "could not create the output topic (create it yourself)");
-            }
+        if topic.is_empty() {
+            continue;
+        }
+        if !k.create_topics {
+            tracing::info!(topic = %topic, "kafka.create_topics = false: the output topic must exist (records for it are retried until it does)");
+        } else if let Err(e) = ensure_topic(k, topic, 1).await {
+            tracing::warn!(topic = %topic, error = %e, "could not create the output topic (create it yourself)");
         }
     }
     let status = Status {
@@ -454,6 +514,9 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     outbox.flush(Duration::from_secs(2));
     agg.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    if let Some(reason) = fatal.reason() {
+        return Err(ServiceError::Fatal(reason));
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -617,8 +680,12 @@ async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutdown) {
             let s = shared.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 for p in s {
-                    if let Ok((_, high)) = c.reader.fetch_watermarks(&p.topic, p.partition, Duration::from_secs(2)) {
-                        p.high.store(high, Ordering::SeqCst);
+                    match c.reader.fetch_watermarks(&p.topic, p.partition, Duration::from_secs(2)) {
+                        Ok((_, high)) => {
+                            p.high.store(high, Ordering::SeqCst);
+                            p.high_ok.store(true, Ordering::SeqCst);
+                        }
+                        Err(_) => p.high_ok.store(false, Ordering::SeqCst),
                     }
                 }
             })
@@ -646,7 +713,11 @@ async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutdown) {
             let lag = (p.high.load(Ordering::SeqCst) - position).max(0);
             ctx.metrics.consumer_lag.with_label_values(&[&*p.topic, &p.partition.to_string()]).set(lag);
             let rebuilt = p.rebuilt.load(Ordering::SeqCst);
-            if !rebuilt {
+            let blocked = lock(&p.blocked).clone();
+            if let Some(why) = blocked {
+                ready = false;
+                reason = format!("{}/{} output blocked: {why}", p.topic, p.partition);
+            } else if !rebuilt {
                 ready = false;
                 reason = format!("{}/{} rebuilding", p.topic, p.partition);
             } else if lag as u64 > cfg.kafka.ready_max_lag {
@@ -736,13 +807,20 @@ struct PartitionTask {
     base_stats: Stats,
     base_clicks: HashMap<String, u64>,
     buf: String,
+    /// Since when a record could not be delivered (input paused).
+    blocked_since: Option<Instant>,
+    /// Records re-sent in the current blocked episode.
+    resent: u64,
 }
 
-async fn front_delivery(
-    q: &mut VecDeque<Pending>,
-) -> Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled> {
-    match q.front_mut() {
-        Some(p) => (&mut p.delivery).await,
+type DeliveryResult = Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+
+/// Waits for the delivery report of the first record in `q` that is with
+/// the producer (records waiting to be re-sent are skipped); its index and
+/// the report.
+async fn next_delivery(q: &mut VecDeque<Pending>) -> (usize, DeliveryResult) {
+    match q.iter_mut().enumerate().find_map(|(i, p)| p.delivery.as_mut().map(|d| (i, d))) {
+        Some((i, d)) => (i, d.await),
         None => std::future::pending().await,
     }
 }
@@ -754,10 +832,21 @@ impl PartitionTask {
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resend = tokio::time::interval(Duration::from_millis(500));
+        resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if self.shared.stopped.load(Ordering::SeqCst) {
+                // Revoked while the output was blocked: the next owner
+                // re-processes from the committed offset.
+                return;
+            }
+            // While a record could not be delivered, take no input: it would
+            // only pile up behind the unsent records (and be reordered).
+            let taking = self.inflight.len() < MAX_INFLIGHT && self.blocked_since.is_none();
             tokio::select! {
-                r = front_delivery(&mut self.inflight), if !self.inflight.is_empty() => self.on_delivery(r).await,
-                cmd = rx.recv(), if self.inflight.len() < MAX_INFLIGHT => match cmd {
+                (i, r) = next_delivery(&mut self.inflight), if !self.inflight.is_empty() => self.on_delivery(i, r),
+                _ = resend.tick(), if self.blocked_since.is_some() => self.resend(),
+                cmd = rx.recv(), if taking => match cmd {
                     Some(Cmd::Msg(m)) => self.on_message(m).await,
                     Some(Cmd::Reseeked) => self.awaiting_reseek = false,
                     Some(Cmd::Stop(reply)) => {
@@ -778,6 +867,7 @@ impl PartitionTask {
         if let Some(h) = &self.held {
             c = c.min(h.offset);
         }
+        // Guards do not decrease along the queue: the front's is the lowest.
         if let Some(p) = self.inflight.front() {
             c = c.min(p.guard);
         }
@@ -788,40 +878,125 @@ impl PartitionTask {
         self.shared.commit.store(self.committable(), Ordering::SeqCst);
     }
 
-    async fn on_delivery(
-        &mut self,
-        r: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
-    ) {
-        let Some(p) = self.inflight.pop_front() else { return };
-        match r {
+    /// Hands `record` to the producer, or queues it unsent behind the
+    /// records that could not be delivered. Waits while the producer's local
+    /// queue is full (back-pressure, e.g. during a broker outage).
+    async fn enqueue(&mut self, record: OutRecord, guard: i64, received: Option<Instant>) {
+        let mut p = Pending { guard, received, record, delivery: None };
+        while self.blocked_since.is_none() {
+            match self.outbox.try_send(&p.record) {
+                Ok(d) => {
+                    p.delivery = Some(d);
+                    break;
+                }
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    if self.shared.stopped.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => {
+                    let why = format!("{}: {e}", p.record.topic);
+                    self.block(why);
+                }
+            }
+        }
+        self.inflight.push_back(p);
+    }
+
+    fn on_delivery(&mut self, i: usize, r: DeliveryResult) {
+        let error = match r {
             Ok(Ok(_)) => {
-                if let Some(t) = p.received {
-                    self.metrics.latency.observe(t.elapsed().as_secs_f64());
+                if let Some(p) = self.inflight.remove(i) {
+                    if let Some(t) = p.received {
+                        self.metrics.latency.observe(t.elapsed().as_secs_f64());
+                    }
+                }
+                if self.blocked_since.is_some() && self.inflight.is_empty() {
+                    self.unblock();
                 }
                 self.update_commit();
+                return;
             }
-            Ok(Err((e, _))) => {
-                tracing::warn!(topic = %p.record.topic, error = %e, "delivery failed; re-sending");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let np = self.outbox.send(p.record, p.guard, p.received).await;
-                self.inflight.push_front(np);
+            Ok(Err((e, _))) => e.to_string(),
+            Err(_) => "delivery report cancelled".to_string(),
+        };
+        let Some(p) = self.inflight.get_mut(i) else { return };
+        p.delivery = None;
+        let why = format!("{}: {error}", p.record.topic);
+        self.block(why);
+    }
+
+    /// A record could not be delivered: stop taking input; [`Self::resend`]
+    /// re-sends the failed records in order.
+    fn block(&mut self, why: String) {
+        // A fatal producer error also stops the service (see `Fatal`).
+        self.outbox.check_fatal();
+        if self.blocked_since.is_none() {
+            self.blocked_since = Some(Instant::now());
+            self.resent = 0;
+            tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, error = %why, unacknowledged = self.inflight.len(),
+                "output unavailable: records are kept and re-sent in order, input of this partition is paused, offsets stay before the unsent records");
+        }
+        *lock(&self.shared.blocked) = Some(why);
+    }
+
+    fn unblock(&mut self) {
+        if let Some(since) = self.blocked_since.take() {
+            tracing::info!(topic = %self.shared.topic, partition = self.shared.partition, resent = self.resent,
+                blocked = %crate::time::format_duration_ms(since.elapsed().as_millis() as i64), "output recovered; input resumes");
+        }
+        *lock(&self.shared.blocked) = None;
+        // The pause was not idleness of the input.
+        self.last_msg = Instant::now();
+    }
+
+    /// While blocked: once no record is with the producer any more (every
+    /// report is in), re-sends the failed ones front to back, so their order
+    /// on the topic is kept; stops at the first one the producer refuses.
+    fn resend(&mut self) {
+        if self.blocked_since.is_none() || self.inflight.iter().any(|p| p.delivery.is_some()) {
+            return;
+        }
+        if self.inflight.is_empty() {
+            self.unblock();
+            return;
+        }
+        for p in self.inflight.iter_mut() {
+            if p.delivery.is_some() {
+                continue;
             }
-            Err(_) => {
-                let np = self.outbox.send(p.record, p.guard, p.received).await;
-                self.inflight.push_front(np);
+            match self.outbox.try_send(&p.record) {
+                Ok(d) => {
+                    p.delivery = Some(d);
+                    self.resent += 1;
+                }
+                Err(e) => {
+                    if !self.outbox.check_fatal() && self.outbox.should_warn() {
+                        tracing::warn!(topic = %p.record.topic, error = %e, "output still unavailable; retrying");
+                    }
+                    break;
+                }
             }
         }
     }
 
-    /// Waits for every in-flight record (at most `kafka.shutdown_timeout`);
-    /// unacknowledged ones stay in the queue, so the committable offset stays
-    /// before their cause.
+    /// Waits for every in-flight record (at most `kafka.shutdown_timeout`),
+    /// re-sending failed ones; unacknowledged ones stay in the queue, so the
+    /// committable offset stays before their cause.
     async fn drain(&mut self) {
         let limit = Duration::from_millis(self.cfg.kafka.shutdown_timeout.ms().max(0) as u64);
         let deadline = tokio::time::Instant::now() + limit;
         while !self.inflight.is_empty() {
-            match tokio::time::timeout_at(deadline, front_delivery(&mut self.inflight)).await {
-                Ok(r) => self.on_delivery(r).await,
+            let step = async {
+                tokio::select! {
+                    (i, r) = next_delivery(&mut self.inflight) => Some((i, r)),
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => None,
+                }
+            };
+            match tokio::time::timeout_at(deadline, step).await {
+                Ok(Some((i, r))) => self.on_delivery(i, r),
+                Ok(None) => self.resend(),
                 Err(_) => {
                     tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, unacknowledged = self.inflight.len(),
                         "shutdown timeout with records unacknowledged; their input will be re-processed by the next owner");
@@ -1007,22 +1182,23 @@ impl PartitionTask {
     async fn dead_letter(&mut self, guard: i64, offset: i64, key: Option<Vec<u8>>, bytes: Vec<u8>, r: Rejection) {
         self.metrics.rejected.with_label_values(&[r.reason.as_str()]).inc();
         self.metrics.dead_letter.inc();
-        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, offset, reason = r.reason.as_str(), detail = %r.detail, "dead letter");
+        // No detail in the log and a scrubbed one in the header: rejection
+        // details may quote input values (see `scrub_detail`).
+        tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, offset, reason = r.reason.as_str(), "dead letter");
         let record = OutRecord {
             topic: self.dead_letter_topic.clone(),
             key,
             payload: Some(bytes),
             headers: vec![
                 ("floodgate.reason", r.reason.as_str().as_bytes().to_vec()),
-                ("floodgate.detail", r.detail.into_bytes()),
+                ("floodgate.detail", scrub_detail(&r.detail).into_bytes()),
                 ("floodgate.source.topic", self.shared.topic.as_bytes().to_vec()),
                 ("floodgate.source.partition", self.shared.partition.to_string().into_bytes()),
                 ("floodgate.source.offset", offset.to_string().into_bytes()),
             ],
             timestamp_ms: None,
         };
-        let p = self.outbox.send(record, guard, None).await;
-        self.inflight.push_back(p);
+        self.enqueue(record, guard, None).await;
     }
 
     async fn emit(&mut self, guard: i64, suppressed: bool) {
@@ -1043,8 +1219,7 @@ impl PartitionTask {
                     tracing::info!(target: "floodgate::signal", kind = s.kind(), subject = s.subject(), id = %s.id(),
                         time = %crate::time::rfc3339(s.time_ms()), partition = self.shared.partition, "{}", s.summary());
                 }
-                let p = self.outbox.send(record, guard, None).await;
-                self.inflight.push_back(p);
+                self.enqueue(record, guard, None).await;
             }
         }
         out.clear();
@@ -1053,7 +1228,12 @@ impl PartitionTask {
 
     async fn on_tick(&mut self) {
         let idle = Duration::from_millis(self.cfg.kafka.idle_partition_timeout.ms().max(0) as u64);
-        if self.rebuilt && !self.awaiting_reseek && self.last_msg.elapsed() >= idle {
+        // Idle means caught up with a broker that answers: a broker outage
+        // (no messages, high watermark unknown) or a backlog is not idleness,
+        // and neither is a pause for an unavailable output.
+        let caught_up = self.shared.high_ok.load(Ordering::SeqCst)
+            && self.shared.position.load(Ordering::SeqCst) >= self.shared.high.load(Ordering::SeqCst);
+        if self.rebuilt && caught_up && self.blocked_since.is_none() && !self.awaiting_reseek && self.last_msg.elapsed() >= idle {
             if let Some(max_ts) = self.engine.max_event_ms() {
                 let guard = self.applied_next;
                 if let Some(h) = self.held.take() {
@@ -1072,12 +1252,7 @@ impl PartitionTask {
         }
         if self.rebuilt {
             let s = self.engine.stats().clone();
-            let b = &self.base_stats;
-            let shed = &self.metrics.shed;
-            shed.with_label_values(&["campaigns"]).inc_by(s.shed_campaigns.saturating_sub(b.shed_campaigns));
-            shed.with_label_values(&["campaigns_evicted"]).inc_by(s.shed_campaigns_evicted.saturating_sub(b.shed_campaigns_evicted));
-            shed.with_label_values(&["dedup_ids"]).inc_by(s.shed_dedup_ids.saturating_sub(b.shed_dedup_ids));
-            shed.with_label_values(&["idle"]).inc_by(s.evicted_campaigns.saturating_sub(b.evicted_campaigns));
+            self.metrics.add_shed(&self.base_stats, &s);
             self.base_stats = s;
             for t in self.engine.targets() {
                 let prev = self.base_clicks.get(&t.target).copied().unwrap_or(0);
@@ -1102,9 +1277,64 @@ impl PartitionTask {
     }
 }
 
+/// Field names that rejection details quote; every other quoted or
+/// back-ticked word in a detail is input data.
+const FIELD_NAMES: [&str; 9] = ["type", "campaign", "ts", "id", "person", "parent", "target", "generation", "recipients"];
+
+/// A rejection detail without input values, for the dead-letter header:
+/// text in double quotes, and text in backticks that is not a field name
+/// and has letters or digits, becomes `…` (a rejected line may hold a person
+/// id in any field; the original bytes are the dead letter's payload, the one
+/// place that keeps them).
+pub fn scrub_detail(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    while let Some(i) = rest.find(['"', '`']) {
+        let q = rest.as_bytes()[i] as char;
+        out.push_str(&rest[..=i]);
+        let after = &rest[i + 1..];
+        let Some(j) = after.find(q) else {
+            out.push('…');
+            return out;
+        };
+        let inner = &after[..j];
+        let keep = q == '`' && (FIELD_NAMES.contains(&inner) || !inner.chars().any(char::is_alphanumeric));
+        out.push_str(if keep { inner } else { "…" });
+        out.push(q);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Sends `()` on `tx` at SIGTERM/SIGINT.
 pub async fn shutdown_on_signal(tx: broadcast::Sender<()>) {
     let which = crate::shutdown::signal().await;
     tracing::info!(signal = which, "received signal");
     let _ = tx.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_detail;
+
+    #[test]
+    fn scrubbed_details_keep_field_names_and_drop_values() {
+        assert_eq!(
+            scrub_detail("invalid JSON: invalid type: string \"p-42\", expected i64 at line 1 column 9"),
+            "invalid JSON: invalid type: string \"…\", expected i64 at line 1 column 9"
+        );
+        assert_eq!(scrub_detail("invalid type: integer `12345`, expected a string"), "invalid type: integer `…`, expected a string");
+        assert_eq!(
+            scrub_detail("unknown event type `alice@example.com` (expected send, click or forward)"),
+            "unknown event type `…` (expected send, click or forward)"
+        );
+        assert_eq!(scrub_detail("forward event needs `person` (missing)"), "forward event needs `person` (missing)");
+        assert_eq!(
+            scrub_detail("invalid JSON: expected `,` or `}` at line 1 column 5"),
+            "invalid JSON: expected `,` or `}` at line 1 column 5"
+        );
+        assert_eq!(scrub_detail("`ts` \"yesterday\" is not an RFC 3339 timestamp"), "`ts` \"…\" is not an RFC 3339 timestamp");
+        assert_eq!(scrub_detail("unterminated \"abc"), "unterminated \"…");
+    }
 }

@@ -21,7 +21,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::TopicPartitionList;
 
 use crate::config::KafkaConfig;
-use crate::sink::kafka::client_config;
+use crate::sink::kafka::{client_config, ErrorLog, QuietContext};
 
 /// What the service does when partitions come and go. Called on the
 /// consumer thread, inside `poll`.
@@ -31,22 +31,29 @@ pub trait RebalanceHandler: Send + Sync + 'static {
     fn on_assign(&self, consumer: &BaseConsumer<GroupContext>, tpl: &mut TopicPartitionList);
     /// Partitions are being revoked: drain and commit them.
     fn on_revoke(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList);
+    /// An asynchronous commit of `offsets` failed (e.g. the broker is down).
+    fn on_commit_failed(&self, _offsets: &TopicPartitionList) {}
 }
 
 /// The consumer context: routes rebalances to a [`RebalanceHandler`] and
 /// applies the assignment itself (eager or cooperative).
 pub struct GroupContext {
     handler: Arc<dyn RebalanceHandler>,
+    errors: ErrorLog,
 }
 
 impl GroupContext {
     /// A context calling `handler`.
     pub fn new(handler: Arc<dyn RebalanceHandler>) -> GroupContext {
-        GroupContext { handler }
+        GroupContext { handler, errors: ErrorLog::default() }
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.report("consumer", &error, reason);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -73,9 +80,10 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
             tracing::debug!(error = %e, "offset commit failed (retried at the next interval)");
+            self.handler.on_commit_failed(offsets);
         }
     }
 }
@@ -98,11 +106,11 @@ pub fn group_consumer(cfg: &KafkaConfig, handler: Arc<dyn RebalanceHandler>) -> 
 /// A consumer of the same group that never subscribes: reads committed
 /// offsets and watermarks. (Kept for the process lifetime; see
 /// [`crate::service`] on why it is never dropped.)
-pub fn offsets_reader(cfg: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+pub fn offsets_reader(cfg: &KafkaConfig) -> Result<BaseConsumer<QuietContext>, KafkaError> {
     let mut c = client_config(cfg);
     c.set("group.id", &cfg.group);
     c.set("enable.auto.commit", "false");
-    c.create()
+    c.create_with_context(QuietContext::new("offsets-reader"))
 }
 
 /// Creates `topic` with `partitions` partitions if it does not exist (an

@@ -68,6 +68,39 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// How to start a `floodgate run` child process.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub prefix: String,
+    pub input: String,
+    pub group: String,
+    pub broker: String,
+    /// Extra lines of the `[kafka]` section.
+    pub kafka_toml: String,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    pub log_level: String,
+}
+
+impl Opts {
+    pub fn new(prefix: &str, input: &str, group: &str) -> Opts {
+        Opts {
+            prefix: prefix.into(),
+            input: input.into(),
+            group: group.into(),
+            broker: BROKER.into(),
+            kafka_toml: String::new(),
+            env: Vec::new(),
+            log_level: "info".into(),
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Opts {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+}
+
 /// A `floodgate run` child process.
 pub struct Service {
     pub child: Child,
@@ -79,28 +112,38 @@ pub struct Service {
 impl Service {
     /// Starts `floodgate run` consuming `input` into `prefix.sig` / `prefix.dlq`.
     pub fn start(prefix: &str, input: &str, group: &str, dir: &Arc<tempfile::TempDir>, name: &str) -> Service {
+        Service::start_with(&Opts::new(prefix, input, group), dir, name)
+    }
+
+    /// Starts `floodgate run` with the options `o`.
+    pub fn start_with(o: &Opts, dir: &Arc<tempfile::TempDir>, name: &str) -> Service {
         let port = free_port();
         let log = dir.path().join(format!("{name}.log"));
-        let config = dir.path().join("floodgate.toml");
-        std::fs::write(&config, "[kafka]\nidle_partition_timeout = \"1h\"\ncommit_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n")
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_floodgate"))
-            .arg("run")
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!("[kafka]\nidle_partition_timeout = \"1h\"\ncommit_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n{}", o.kafka_toml),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floodgate"));
+        cmd.arg("run")
             .arg("--config")
             .arg(&config)
-            .env("FLOODGATE_KAFKA__BROKERS", BROKER)
-            .env("FLOODGATE_KAFKA__INPUT_TOPICS", input)
-            .env("FLOODGATE_KAFKA__SIGNAL_TOPIC", format!("{prefix}.sig"))
-            .env("FLOODGATE_KAFKA__DEAD_LETTER_TOPIC", format!("{prefix}.dlq"))
-            .env("FLOODGATE_KAFKA__GROUP", group)
+            .env("FLOODGATE_KAFKA__BROKERS", &o.broker)
+            .env("FLOODGATE_KAFKA__INPUT_TOPICS", &o.input)
+            .env("FLOODGATE_KAFKA__SIGNAL_TOPIC", format!("{}.sig", o.prefix))
+            .env("FLOODGATE_KAFKA__DEAD_LETTER_TOPIC", format!("{}.dlq", o.prefix))
+            .env("FLOODGATE_KAFKA__GROUP", &o.group)
             .env("FLOODGATE_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
             .env("FLOODGATE_KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS", "1000")
             .env("FLOODGATE_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &o.log_level)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn floodgate run");
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn floodgate run");
         Service { child, port, log, _dir: dir.clone() }
     }
 
@@ -203,8 +246,13 @@ impl Record {
 /// Reads every record of `topic` (all partitions, from the start) until
 /// nothing new arrives for `quiet`.
 pub fn read_topic(topic: &str, quiet: Duration) -> Vec<Record> {
+    read_topic_from(BROKER, topic, quiet)
+}
+
+/// [`read_topic`] on the broker at `broker`.
+pub fn read_topic_from(broker: &str, topic: &str, quiet: Duration) -> Vec<Record> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", BROKER)
+        .set("bootstrap.servers", broker)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -257,4 +305,169 @@ pub fn onsets(records: &[Record]) -> BTreeMap<(String, u64), std::collections::B
 
 pub fn tempdir() -> Arc<tempfile::TempDir> {
     Arc::new(tempfile::tempdir().unwrap())
+}
+
+/// [`produce`] to the broker at `broker`.
+pub fn produce_to(broker: &str, topic: &str, partitions: i32, lines: &[String]) {
+    let cfg = floodgate::config::KafkaConfig { brokers: broker.into(), ..Default::default() };
+    let data = lines.join("\n");
+    rt().block_on(async {
+        floodgate::source::kafka::ensure_topic(&cfg, topic, partitions).await.expect("create topic");
+        floodgate::source::kafka::produce_ndjson(&cfg, topic, data.as_bytes()).await.expect("produce");
+    });
+}
+
+/// Creates `topic` (if missing) on `broker`.
+pub fn create_topic(broker: &str, topic: &str, partitions: i32) {
+    let cfg = floodgate::config::KafkaConfig { brokers: broker.into(), ..Default::default() };
+    rt().block_on(floodgate::source::kafka::ensure_topic(&cfg, topic, partitions)).expect("create topic");
+}
+
+/// The committed offset of `group` for `topic`/`partition` (`None`: nothing committed).
+/// The reader is leaked on purpose (dropping a consumer after `committed()` can hang).
+pub fn committed_offset(broker: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let r = consumer.committed_offsets(tpl, Duration::from_secs(10));
+    std::mem::forget(consumer);
+    match r.ok()?.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// The signals `floodgate run` emits for one partition holding `lines` in
+/// this order, without interruption: the engine of `replay`, but windows
+/// still open at the end are *not* flushed (`run` never flushes), and no
+/// estimates (no estimate topic). Dead letters (bad lines) have no effect.
+pub fn run_reference(lines: &[Vec<u8>]) -> Vec<floodgate::signal::Signal> {
+    let cfg = Arc::new(floodgate::config::Config::default());
+    let mut engine = floodgate::engine::Engine::new(cfg).unwrap().with_estimates(false);
+    let mut out = Vec::new();
+    for line in lines {
+        if let Ok(ev) = floodgate::decode::decode(line) {
+            let _ = engine.apply(&ev, &mut out);
+        }
+        if let Some(wm) = engine.natural_watermark() {
+            engine.advance_to(wm, &mut out);
+        }
+    }
+    out.retain(|s| !matches!(s, floodgate::signal::Signal::Estimate(_)));
+    out
+}
+
+/// [`run_reference`] per partition of the input topic as it is on the
+/// broker (records by partition, in offset order), all partitions together.
+pub fn run_reference_of_topic(input: &[Record]) -> Vec<floodgate::signal::Signal> {
+    let mut by_partition: BTreeMap<i32, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    for r in input {
+        by_partition.entry(r.partition).or_default().push((r.offset, r.payload.clone()));
+    }
+    let mut all = Vec::new();
+    for (_, mut recs) in by_partition {
+        recs.sort_by_key(|(o, _)| *o);
+        recs.dedup_by_key(|(o, _)| *o);
+        let lines: Vec<Vec<u8>> = recs.into_iter().map(|(_, p)| p).collect();
+        all.extend(run_reference(&lines));
+    }
+    all
+}
+
+/// Signal records deduplicated by CloudEvents id: id → payload. Panics if
+/// one id carries two different payloads.
+pub fn dedup_by_id(records: &[Record]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        let id = r.header("ce_id").expect("ce_id header");
+        let body = String::from_utf8(r.payload.clone()).unwrap();
+        if let Some(prev) = m.insert(id.clone(), body.clone()) {
+            assert_eq!(prev, body, "one id, two payloads");
+        }
+    }
+    m
+}
+
+/// Reference signals as id → CloudEvents JSON (the default `output.source`).
+pub fn by_id(signals: &[floodgate::signal::Signal]) -> BTreeMap<String, String> {
+    let source = floodgate::config::Config::default().output.source;
+    signals.iter().map(|s| (s.id(), s.to_cloudevent(&source))).collect()
+}
+
+/// Polls `f` every 200 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A durable Tansu broker of its own (SQLite storage in a temporary
+/// directory, a free port), started and stopped with `scripts/kafka-up
+/// --durable` / `scripts/kafka-down`. Stopped on drop.
+pub struct DurableBroker {
+    pub port: u16,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl DurableBroker {
+    pub fn start() -> DurableBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let b = DurableBroker { port, addr: format!("127.0.0.1:{port}"), dir };
+        b.up();
+        b
+    }
+
+    fn script(&self, name: &str) -> Command {
+        let mut c = Command::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name));
+        c.env("FLOODGATE_KAFKA_STATE", self.dir.path().join("state")).arg("--port").arg(self.port.to_string());
+        c
+    }
+
+    /// Starts the broker (again) on the same data; returns once it answers.
+    pub fn up(&self) {
+        let out = self
+            .script("kafka-up")
+            .arg("--durable")
+            .arg("--data")
+            .arg(self.dir.path().join("data"))
+            .output()
+            .expect("run scripts/kafka-up");
+        assert!(
+            out.status.success(),
+            "scripts/kafka-up --durable failed (it needs the Tansu binary with the libsql feature; run `scripts/kafka-up --install-only`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the broker: SIGKILL (a crash) if `kill`, else SIGTERM.
+    pub fn down(&self, kill: bool) {
+        let mut c = self.script("kafka-down");
+        if kill {
+            c.arg("--kill");
+        }
+        let out = c.output().expect("run scripts/kafka-down");
+        assert!(out.status.success(), "scripts/kafka-down failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("state").join("tansu.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        let _ = self.script("kafka-down").arg("--kill").output();
+    }
 }

@@ -450,6 +450,20 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     let fatal = Arc::new(Fatal::new(stop_tx.clone()));
     let producer = crate::sink::kafka::producer(k)?;
     let outbox = Outbox::new(producer, fatal.clone());
+    let status = Status {
+        metrics: metrics.clone(),
+        ready: Arc::new(AtomicBool::new(false)),
+        not_ready_reason: Arc::new(Mutex::new("starting: creating output topics".into())),
+        api: Arc::new(Mutex::new(ApiView::default())),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+        .await
+        .map_err(|source| ServiceError::Http { addr: cfg.http.listen.clone(), source })?;
+    tracing::info!(listen = %cfg.http.listen, "http: /metrics /healthz /readyz /api/campaigns");
+    let http = tokio::spawn(crate::http::serve(listener, status.clone(), shutdown.resubscribe()));
+
+    // After the HTTP server, so that probes answer (503) while a slow or
+    // refusing broker (wrong credentials) holds up topic creation.
     for topic in [&k.signal_topic, &k.dead_letter_topic, &k.estimate_topic] {
         if topic.is_empty() {
             continue;
@@ -460,18 +474,6 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
             tracing::warn!(topic = %topic, error = %e, "could not create the output topic (create it yourself)");
         }
     }
-    let status = Status {
-        metrics: metrics.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
-        not_ready_reason: Arc::new(Mutex::new("starting".into())),
-        api: Arc::new(Mutex::new(ApiView::default())),
-    };
-    let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
-        .await
-        .map_err(|source| ServiceError::Http { addr: cfg.http.listen.clone(), source })?;
-    tracing::info!(listen = %cfg.http.listen, "http: /metrics /healthz /readyz /api/campaigns");
-    let http = tokio::spawn(crate::http::serve(listener, status.clone(), shutdown.resubscribe()));
-
     let (reseek_tx, reseek_rx) = std::sync::mpsc::channel();
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),

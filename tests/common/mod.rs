@@ -251,12 +251,17 @@ pub fn read_topic(topic: &str, quiet: Duration) -> Vec<Record> {
 
 /// [`read_topic`] on the broker at `broker`.
 pub fn read_topic_from(broker: &str, topic: &str, quiet: Duration) -> Vec<Record> {
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
+    read_topic_with(broker, &[], topic, quiet)
+}
+
+/// [`read_topic_from`] with extra librdkafka `properties` (e.g. SASL).
+pub fn read_topic_with(broker: &str, properties: &[(&str, &str)], topic: &str, quiet: Duration) -> Vec<Record> {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", broker).set("group.id", unique("reader")).set("enable.auto.commit", "false");
+    for (k, v) in properties {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     let parts = md.topics().first().map_or(0, |t| t.partitions().len());
     let mut tpl = TopicPartitionList::new();
@@ -309,7 +314,16 @@ pub fn tempdir() -> Arc<tempfile::TempDir> {
 
 /// [`produce`] to the broker at `broker`.
 pub fn produce_to(broker: &str, topic: &str, partitions: i32, lines: &[String]) {
-    let cfg = floodgate::config::KafkaConfig { brokers: broker.into(), ..Default::default() };
+    produce_with(broker, &[], topic, partitions, lines)
+}
+
+/// [`produce_to`] with extra librdkafka `properties` (e.g. SASL).
+pub fn produce_with(broker: &str, properties: &[(&str, &str)], topic: &str, partitions: i32, lines: &[String]) {
+    let cfg = floodgate::config::KafkaConfig {
+        brokers: broker.into(),
+        properties: properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Default::default()
+    };
     let data = lines.join("\n");
     rt().block_on(async {
         floodgate::source::kafka::ensure_topic(&cfg, topic, partitions).await.expect("create topic");
@@ -449,6 +463,37 @@ impl DurableBroker {
             "scripts/kafka-up --durable failed (it needs the Tansu binary with the libsql feature; run `scripts/kafka-up --install-only`):\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Starts the broker (again) on the same data, requiring SASL/SCRAM
+    /// authentication of every client.
+    pub fn up_authenticated(&self) {
+        let out = self
+            .script("kafka-up")
+            .arg("--durable")
+            .arg("--authentication")
+            .arg("--data")
+            .arg(self.dir.path().join("data"))
+            .output()
+            .expect("run scripts/kafka-up");
+        assert!(out.status.success(), "scripts/kafka-up --durable --authentication failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Creates a SCRAM-SHA-256 user with the Tansu CLI (on a broker that
+    /// does not require authentication yet: Tansu 0.6 has no other way to
+    /// create the first user).
+    pub fn create_scram_user(&self, name: &str, password: &str) {
+        let cache = std::env::var("FLOODGATE_CACHE")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache").join("floodgate"));
+        let tansu = cache.join("tansu-0.6.0").join("bin").join("tansu");
+        let out = Command::new(&tansu)
+            .args(["user", "create", "--mechanism", "scram256", "--broker"])
+            .arg(format!("tcp://{}", self.addr))
+            .args([name, password])
+            .output()
+            .unwrap_or_else(|e| panic!("run {} (scripts/kafka-up --install-only builds it): {e}", tansu.display()));
+        assert!(out.status.success(), "tansu user create failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Stops the broker: SIGKILL (a crash) if `kill`, else SIGTERM.

@@ -35,18 +35,26 @@ pub struct SendRecord {
 #[derive(Clone, Copy, Debug)]
 pub struct ResponseCurve {
     dist: Gamma,
+    /// The shape is 1 (mean = sd, the default): the curve is exponential and
+    /// its CDF is 1 − e^{−x/θ}, one `exp_m1` instead of an incomplete gamma
+    /// function (the forecast evaluates it for every send, horizon bin and
+    /// bin step).
+    exponential: bool,
 }
 
 impl ResponseCurve {
     /// A Gamma response curve with the given mean and sd (ms).
     pub fn new(mean_ms: f64, sd_ms: f64) -> Self {
-        ResponseCurve { dist: Gamma::from_mean_sd(mean_ms, sd_ms) }
+        let dist = Gamma::from_mean_sd(mean_ms, sd_ms);
+        ResponseCurve { dist, exponential: (dist.shape - 1.0).abs() < 1e-12 }
     }
 
     /// Fraction of eventual direct clicks that happen within `elapsed_ms` of the send.
     pub fn cdf(&self, elapsed_ms: f64) -> f64 {
         if elapsed_ms <= 0.0 {
             0.0
+        } else if self.exponential {
+            -(-elapsed_ms / self.dist.scale).exp_m1()
         } else {
             self.dist.cdf(elapsed_ms)
         }
@@ -111,6 +119,9 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
     let bin_s = input.bin_ms as f64 / 1000.0;
     let mut peak = 0.0f64;
     let mut total = 0.0;
+    // The response-curve CDF at the end of bin j is its value at the start
+    // of bin j + 1: one CDF evaluation per send and bin, not two.
+    let mut carried: Option<(i64, f64)> = None;
     for j in 0..h {
         let start = (input.last_bin + 1 + j as i64) * input.bin_ms;
         let end = start + input.bin_ms;
@@ -118,17 +129,26 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
         let from = start.max(input.now_ms);
         let mut direct = 0.0;
         if end > from {
-            for s in input.sends {
-                let a = curve.cdf((from - s.ts_ms) as f64);
-                let b = curve.cdf((end - s.ts_ms) as f64);
-                direct += s.recipients as f64 * ctr * (b - a);
+            if let [only] = input.sends {
+                let a = match carried {
+                    Some((at, v)) if at == from => v,
+                    _ => curve.cdf((from - only.ts_ms) as f64),
+                };
+                let b = curve.cdf((end - only.ts_ms) as f64);
+                carried = Some((end, b));
+                direct = only.recipients as f64 * ctr * (b - a);
+            } else {
+                for s in input.sends {
+                    let a = curve.cdf((from - s.ts_ms) as f64);
+                    let b = curve.cdf((end - s.ts_ms) as f64);
+                    direct += s.recipients as f64 * ctr * (b - a);
+                }
             }
         }
         let t = n_hist + j;
         let mut forwarded = 0.0;
         if input.r > 0.0 {
-            let lambda: f64 = input.gi.iter().enumerate().skip(1).take_while(|&(s, _)| s <= t).map(|(s, w)| w * scratch[t - s]).sum();
-            forwarded = input.r * lambda;
+            forwarded = input.r * infectivity(input.gi, &scratch[..t]);
         }
         let clicks = direct + forwarded;
         scratch[t] = clicks;
@@ -139,9 +159,55 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
     Demand { peak_clicks_per_s: peak, clicks: total, click_through: ctr }
 }
 
+/// Λ = Σ_{s≥1} w_s · past[len − s]: the infectivity of the clicks in
+/// `past` (the last element is the most recent bin) for the next bin. Four
+/// independent accumulators (the loop runs horizon × generation-interval
+/// support times per campaign and bin step, the engine's hottest loop).
+fn infectivity(gi: &[f64], past: &[f64]) -> f64 {
+    let m = gi.len().min(past.len() + 1);
+    if m < 2 {
+        return 0.0;
+    }
+    // w[k] = gi[k + 1] pairs with recent[n − 1 − k] = past[len − 1 − k].
+    let w = &gi[1..m];
+    let recent = &past[past.len() + 1 - m..];
+    let (wc, rc) = (w.chunks_exact(4), recent.rchunks_exact(4));
+    let (w_rest, r_rest) = (wc.remainder(), rc.remainder());
+    let mut acc = [0.0f64; 4];
+    for (a, b) in wc.zip(rc) {
+        acc[0] += a[0] * b[3];
+        acc[1] += a[1] * b[2];
+        acc[2] += a[2] * b[1];
+        acc[3] += a[3] * b[0];
+    }
+    let tail: f64 = w_rest.iter().zip(r_rest.iter().rev()).map(|(a, b)| a * b).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exponential_fast_path_equals_the_incomplete_gamma() {
+        let fast = ResponseCurve::new(1_800_000.0, 1_800_000.0);
+        assert!(fast.exponential);
+        let g = Gamma::from_mean_sd(1_800_000.0, 1_800_000.0);
+        for x in [1.0, 1e3, 6e4, 1.8e6, 1e7, 1e8] {
+            assert!((fast.cdf(x) - g.cdf(x)).abs() < 1e-14, "{x}");
+        }
+        assert!(!ResponseCurve::new(1_800_000.0, 900_000.0).exponential);
+    }
+
+    #[test]
+    fn infectivity_is_the_plain_convolution() {
+        let gi = [0.0, 0.1, 0.2, 0.3, 0.15, 0.1, 0.05, 0.05, 0.03, 0.02];
+        for len in 0..14 {
+            let past: Vec<f64> = (0..len).map(|i| 1.0 + i as f64 * 0.5).collect();
+            let plain: f64 = (1..gi.len()).filter(|&s| s <= len).map(|s| gi[s] * past[len - s]).sum();
+            assert!((infectivity(&gi, &past) - plain).abs() < 1e-12, "len {len}");
+        }
+    }
 
     fn input<'a>(sends: &'a [SendRecord], history: &'a [f64], gi: &'a [f64]) -> ForecastInput<'a> {
         ForecastInput {

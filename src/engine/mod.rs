@@ -822,16 +822,19 @@ impl Engine {
     /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
     fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
-        let gi_len = self.gi.len() as i64;
-        self.history.clear();
-        for t in (last_bin - gi_len + 1)..=last_bin {
-            self.history.push(c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported)));
-        }
         let min_cases = u64::from(self.cfg.detector.min_local_cases);
         let r = c
             .last
             .filter(|e| e.local_cases >= min_cases && e.time_ms >= now_ms - self.bin_ms)
             .map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        // The click history only feeds the renewal projection (R > 0).
+        self.history.clear();
+        if r > 0.0 {
+            let gi_len = self.gi.len() as i64;
+            for t in (last_bin - gi_len + 1)..=last_bin {
+                self.history.push(c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported)));
+            }
+        }
         let input = ForecastInput {
             now_ms,
             bin_ms: self.bin_ms,

@@ -55,7 +55,14 @@ fn events_total(port: u16) -> Option<f64> {
     let body = http_get(port, "/metrics")?;
     Some(
         body.lines()
-            .filter(|l| l.starts_with("floodgate_events_total{"))
+            // Every consumed message is counted once: applied, a duplicate,
+            // late, or rejected.
+            .filter(|l| {
+                l.starts_with("floodgate_events_total{")
+                    || l.starts_with("floodgate_events_duplicate_total ")
+                    || l.starts_with("floodgate_events_late_total ")
+                    || l.starts_with("floodgate_events_rejected_total{")
+            })
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
             .sum(),
     )

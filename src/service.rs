@@ -610,7 +610,11 @@ fn consumer_loop(
                     received: Instant::now(),
                 };
                 let mut handles = lock(&ctx.handles);
-                let Some(h) = handles.get_mut(&(Arc::from(m.topic()), m.partition())) else { continue };
+                // A scan (an instance holds few partitions) instead of a map
+                // lookup that would allocate an `Arc<str>` per message.
+                let Some(h) = handles.iter_mut().find(|((t, p), _)| **t == *m.topic() && *p == m.partition()).map(|(_, h)| h) else {
+                    continue;
+                };
                 if !h.stash.is_empty() {
                     h.stash.push_back(msg);
                 } else {
@@ -1174,7 +1178,12 @@ impl PartitionTask {
 
     fn count(&self, a: Applied, kind: EventKind) {
         match a {
-            Applied::Accepted => self.metrics.events.with_label_values(&[kind.as_str()]).inc(),
+            Applied::Accepted => self.metrics.events_by_kind[match kind {
+                EventKind::Send => 0,
+                EventKind::Click => 1,
+                EventKind::Forward => 2,
+            }]
+            .inc(),
             Applied::Duplicate => self.metrics.duplicates.inc(),
             Applied::Late => self.metrics.late.inc(),
             Applied::Shed => {}

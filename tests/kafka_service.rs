@@ -173,6 +173,10 @@ fn kafka_two_instances_one_killed_mid_stream_and_replaced() {
     // dead member's partitions to it, so (as an orchestrator would) a
     // replacement instance joins; it rebuilds the partitions it gets from
     // their committed offsets.
+    // The replacement joins once the dead member's session (6 s here) has
+    // expired: a member joining while the dead one is still in its session
+    // lets Tansu hand the dead member its partitions again.
+    std::thread::sleep(Duration::from_secs(8));
     let c = Service::start(&name, &input, &name, &dir, "c");
     a.wait_for("all partitions owned by live instances", Duration::from_secs(40), |a| {
         a.metric("floodgate_partitions_assigned") + c.metric("floodgate_partitions_assigned") >= 3.0

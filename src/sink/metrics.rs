@@ -37,6 +37,9 @@ pub struct Metrics {
     registry: Registry,
     /// `floodgate_events_total{type}`.
     pub events: IntCounterVec,
+    /// The `send`, `click` and `forward` children of `events`, resolved once
+    /// (a label lookup per event is a hash and a lock on the hot path).
+    pub events_by_kind: [IntCounter; 3],
     /// `floodgate_events_rejected_total{reason}`.
     pub rejected: IntCounterVec,
     /// `floodgate_events_duplicate_total`.
@@ -147,7 +150,9 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("floodgate_build_info", "Build information (always 1)."), &["version"]).expect("valid metric"),
         );
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let events_by_kind = ["send", "click", "forward"].map(|t| events.with_label_values(&[t]));
         Metrics {
+            events_by_kind,
             events,
             rejected,
             duplicates: reg(&r, IntCounter::new("floodgate_events_duplicate_total", "Duplicate events dropped.").expect("valid metric")),

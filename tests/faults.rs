@@ -296,9 +296,12 @@ fn faults_kill9_at_random_points_matches_an_uninterrupted_run() {
             svc.kill9();
             restarts += 1;
             eprintln!("kill -9 #{restarts} during chunk {i}: the instance had applied {applied} events");
-            // The replacement starts at once. It must own every partition
-            // before the next kill: Tansu 0.6 keeps assigning partitions to
-            // a member killed during a rebalance (see README).
+            // The replacement starts once the dead member's session (6 s
+            // here) has expired, as an orchestrator's restart delay would:
+            // Tansu 0.6 hands a dead member its partitions again in a
+            // rebalance that starts within its session (see README). It must
+            // own every partition before the next kill.
+            std::thread::sleep(Duration::from_secs(8));
             svc = Service::start_with(&opts, &dir, &format!("run-{restarts}"));
             svc.wait_for("the replacement to own every partition", Duration::from_secs(45), owns_all);
         }

@@ -190,65 +190,16 @@ fn prometheus_config(port: u16) -> String {
     out
 }
 
-/// A `floodgate run` child process, killed on drop. (Like `common::Service`,
-/// with the extra configuration this test needs.)
-struct Floodgate {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Floodgate {
-    /// Sum of the samples of the metric lines starting with `prefix`.
-    fn metric(&self, prefix: &str) -> f64 {
-        let Some((_, body)) = http_get(self.port, "/metrics") else { return 0.0 };
-        body.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok())).sum()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Floodgate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `floodgate run` on a free port, consuming `input` (which need not exist yet).
-fn start_floodgate(name: &str, input: &str, dir: &Path) -> Floodgate {
-    let port = free_port();
-    let log = dir.join("floodgate.log");
-    let config = dir.join("floodgate.toml");
-    std::fs::write(
-        &config,
-        "[kafka]\nidle_partition_timeout = \"1h\"\ncommit_interval = \"200ms\"\nshutdown_timeout = \"5s\"\n\n\
-         # a configured target: exported (with its ceiling) before any campaign uses it\n\
-         [targets.checkout-api]\nmin_replicas = 3\nmax_replicas = 40\n",
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_floodgate"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("FLOODGATE_KAFKA__BROKERS", BROKER)
-        .env("FLOODGATE_KAFKA__INPUT_TOPICS", input)
-        .env("FLOODGATE_KAFKA__SIGNAL_TOPIC", format!("{name}.sig"))
-        .env("FLOODGATE_KAFKA__DEAD_LETTER_TOPIC", format!("{name}.dlq"))
-        .env("FLOODGATE_KAFKA__GROUP", name)
-        .env("FLOODGATE_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
-        .env("FLOODGATE_KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS", "1000")
+/// `floodgate run` on a free port (`common::Service`), consuming `input`
+/// (which need not exist yet), with one configured target.
+fn start_floodgate(name: &str, input: &str, dir: &std::sync::Arc<tempfile::TempDir>) -> Service {
+    let mut opts = Opts::new(name, input, name)
         // The input topic is created after Prometheus' first scrape; notice it within a second.
-        .env("FLOODGATE_KAFKA__PROPERTIES__TOPIC_METADATA_REFRESH_INTERVAL_MS", "1000")
-        .env("FLOODGATE_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn floodgate run");
-    Floodgate { child, port, log }
+        .env("FLOODGATE_KAFKA__PROPERTIES__TOPIC_METADATA_REFRESH_INTERVAL_MS", "1000");
+    opts.kafka_toml = "\n# a configured target: exported (with its ceiling) before any campaign uses it\n\
+                       [targets.checkout-api]\nmin_replicas = 3\nmax_replicas = 40\n"
+        .into();
+    Service::start_with(&opts, dir, "floodgate")
 }
 
 /// Campaigns whose last detector signal in `signals` is a viral onset.
@@ -294,7 +245,7 @@ fn prometheus_scrapes_floodgate_every_query_has_data_and_the_viral_alert_fires()
     assert!(!expected_viral.is_empty(), "the demo scenario ends with a viral campaign");
 
     let dir = tempdir();
-    let svc = start_floodgate(&name, &input, dir.path());
+    let svc = start_floodgate(&name, &input, &dir);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, prometheus_config(svc.port)).unwrap();
     let prom = Prometheus::start(&config, dir.path());

@@ -612,7 +612,7 @@ fn consumer_loop(
                 let mut handles = lock(&ctx.handles);
                 // A scan (an instance holds few partitions) instead of a map
                 // lookup that would allocate an `Arc<str>` per message.
-                let Some(h) = handles.iter_mut().find(|((t, p), _)| **t == *m.topic() && *p == m.partition()).map(|(_, h)| h) else {
+                let Some(h) = handles.iter_mut().find(|((t, p), _)| *p == m.partition() && **t == *m.topic()).map(|(_, h)| h) else {
                     continue;
                 };
                 if !h.stash.is_empty() {

@@ -113,12 +113,7 @@ fn faults_signal_topic_unavailable_pauses_input_and_retries_in_order() {
 
 /// A log of 11 campaigns, 7 of them going viral (about 36 000 events).
 fn group_lines() -> Vec<String> {
-    let start = floodgate::time::parse_rfc3339_ms("2026-03-02T08:00:00Z").unwrap();
-    let mut spec = floodgate::simulate::standard_scenarios(3, start);
-    for c in &mut spec.campaigns {
-        c.recipients = c.recipients.min(500);
-    }
-    floodgate::simulate::simulate(&spec).into_iter().map(|e| e.line).collect()
+    standard_lines(500)
 }
 
 /// Per partition: the end offset of `input` (records read back).

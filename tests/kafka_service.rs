@@ -132,12 +132,7 @@ fn kafka_bad_messages_go_to_the_dead_letter_topic() {
 
 /// A log of many campaigns, some viral, for the group tests.
 fn group_lines() -> Vec<String> {
-    let start = floodgate::time::parse_rfc3339_ms("2026-03-02T08:00:00Z").unwrap();
-    let mut spec = floodgate::simulate::standard_scenarios(3, start);
-    for c in &mut spec.campaigns {
-        c.recipients = c.recipients.min(2_500);
-    }
-    floodgate::simulate::simulate(&spec).into_iter().map(|e| e.line).collect()
+    standard_lines(2_500)
 }
 
 fn assert_exactly_once(records: &[Record], expected: &[Signal]) {

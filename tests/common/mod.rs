@@ -56,6 +56,17 @@ pub fn demo_lines(seed: u64) -> Vec<String> {
     floodgate::simulate::simulate(&spec).into_iter().map(|e| e.line).collect()
 }
 
+/// The simulator's standard scenario (seed 3: 11 campaigns, several going
+/// viral) with every send capped at `max_recipients`, as NDJSON lines.
+pub fn standard_lines(max_recipients: u64) -> Vec<String> {
+    let start = floodgate::time::parse_rfc3339_ms("2026-03-02T08:00:00Z").unwrap();
+    let mut spec = floodgate::simulate::standard_scenarios(3, start);
+    for c in &mut spec.campaigns {
+        c.recipients = c.recipients.min(max_recipients);
+    }
+    floodgate::simulate::simulate(&spec).into_iter().map(|e| e.line).collect()
+}
+
 /// Signals `replay` produces for `lines` with the default configuration.
 pub fn replay_signals(lines: &[String]) -> Vec<floodgate::signal::Signal> {
     let cfg = Arc::new(floodgate::config::Config::default());

@@ -169,6 +169,9 @@ pub struct Engine {
     horizon_bins: usize,
     keep_active_bins: i64,
     gi: GenerationInterval,
+    /// The generation interval the forecast projects with: `gi` cut where
+    /// its mass reaches `1 − forecast::GI_TAIL` (see there).
+    forecast_gi: Vec<f64>,
     forward: Option<ForwardModel>,
     prior: Prior,
     curve: ResponseCurve,
@@ -223,8 +226,10 @@ impl Engine {
         let cooldown_bins = cfg.planner.cooldown.ms() / bin_ms + 1;
         let keep_active_bins = window_bins.max(lineage_bins).max(gi.len() as i64) + horizon_bins as i64 + cooldown_bins;
         let curve = ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64);
+        let forecast_gi = forecast::truncated_gi(gi.weights());
         Ok(Engine {
             bin_ms,
+            forecast_gi,
             window_bins,
             lineage_bins,
             horizon_bins,
@@ -674,22 +679,19 @@ impl Engine {
         let (p, local) = estimate.map_or((0.0, 0), |e| (e.p_viral, e.local_cases));
         let transition = c.detector.step(&det_cfg, p, local);
         c.last = estimate.or(c.last);
-        if let Some(e) = estimate {
-            let r = summary(&e.posterior);
-            if emit_estimates {
-                out.push(Signal::Estimate(Estimate {
-                    campaign: c.name.clone(),
-                    target: target_name.clone(),
-                    time_ms,
-                    window_start: rfc3339(e.window_start_ms),
-                    r,
-                    p_viral: e.p_viral,
-                    local_cases: e.local_cases,
-                    imported_cases: e.imported_cases,
-                    method: e.method,
-                    dispersion: e.dispersion,
-                }));
-            }
+        if let Some(e) = estimate.filter(|_| emit_estimates) {
+            out.push(Signal::Estimate(Estimate {
+                campaign: c.name.clone(),
+                target: target_name.clone(),
+                time_ms,
+                window_start: rfc3339(e.window_start_ms),
+                r: summary(&e.posterior),
+                p_viral: e.p_viral,
+                local_cases: e.local_cases,
+                imported_cases: e.imported_cases,
+                method: e.method,
+                dispersion: e.dispersion,
+            }));
         }
         let episode = |n: u32, c: &Campaign| {
             let e = c.last;
@@ -754,20 +756,17 @@ impl Engine {
     fn estimate(&self, slot: u32, b: i64, time_ms: i64) -> Option<CampaignEstimate> {
         let c = self.campaigns[slot as usize].as_ref()?;
         let first = b - self.window_bins + 1;
-        let (mut sum_local, mut sum_imported) = (0u64, 0u64);
-        for t in first..=b {
-            if let Some(x) = c.bins.get(t) {
-                sum_local += u64::from(x.local);
-                sum_imported += u64::from(x.imported);
-            }
+        let (mut sum_local, mut sum_imported, mut held_lambda) = (0u64, 0u64, 0.0);
+        for (_, x) in c.bins.iter_range(first, b) {
+            sum_local += u64::from(x.local);
+            sum_imported += u64::from(x.imported);
+            held_lambda += x.lambda;
         }
         let lineage_first = b - self.lineage_bins + 1;
         let (mut local_lw, mut linked_lw) = (0u64, 0u64);
-        for t in lineage_first..=b {
-            if let Some(x) = c.bins.get(t) {
-                local_lw += u64::from(x.local);
-                linked_lw += u64::from(x.linked);
-            }
+        for (_, x) in c.bins.iter_range(lineage_first, b) {
+            local_lw += u64::from(x.local);
+            linked_lw += u64::from(x.linked);
         }
         // Without any local click there is nothing to detect or plan with; a
         // campaign in that state (e.g. one of a flood of one-click campaign
@@ -778,15 +777,13 @@ impl Engine {
         }
         let w = self.gi.weights();
         let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
-        let mut sum_lambda = 0.0;
-        for t in first..=b {
-            sum_lambda += match c.bins.get(t) {
-                Some(x) => x.lambda,
-                None if c.last_incidence_bin != i64::MIN && t - c.last_incidence_bin < w.len() as i64 => {
-                    w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(t - s as i64)).sum::<f64>()
-                }
-                None => 0.0,
-            };
+        // Λ of bins not held: before the ring (the campaign did not exist:
+        // no incidence, Λ = 0) or after its last event (recomputed here).
+        let mut sum_lambda = held_lambda;
+        for t in c.bins.end().max(first)..=b {
+            if c.last_incidence_bin != i64::MIN && t - c.last_incidence_bin < w.len() as i64 {
+                sum_lambda += w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(t - s as i64)).sum::<f64>();
+            }
         }
         if sum_local == 0 && sum_imported == 0 && sum_lambda <= 0.0 && local_lw == 0 {
             return None;
@@ -830,10 +827,12 @@ impl Engine {
         // The click history only feeds the renewal projection (R > 0).
         self.history.clear();
         if r > 0.0 {
-            let gi_len = self.gi.len() as i64;
-            for t in (last_bin - gi_len + 1)..=last_bin {
-                self.history.push(c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported)));
+            let from = last_bin - self.forecast_gi.len() as i64 + 1;
+            for (t, x) in c.bins.iter_range(from, last_bin) {
+                self.history.resize((t - from) as usize, 0.0);
+                self.history.push(f64::from(x.local) + f64::from(x.imported));
             }
+            self.history.resize(self.forecast_gi.len(), 0.0);
         }
         let input = ForecastInput {
             now_ms,
@@ -843,7 +842,7 @@ impl Engine {
             sends: &c.sends,
             direct_clicks: c.direct_clicks,
             r,
-            gi: self.gi.weights(),
+            gi: &self.forecast_gi,
             horizon_bins: self.horizon_bins,
             click_through: self.cfg.forecast.click_through,
             click_through_weight: self.cfg.forecast.click_through_weight,

@@ -54,6 +54,15 @@ impl<T: Default> Bins<T> {
         self.items.get((bin - self.base) as usize)
     }
 
+    /// The held bins of `from..=to` with their bin numbers, oldest first
+    /// (one pass over the ring's two slices, no per-bin index arithmetic).
+    pub fn iter_range(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, &T)> {
+        let hi = ((to.saturating_add(1)).min(self.end()) - self.base).max(0) as usize;
+        let lo = ((from.max(self.base) - self.base) as usize).min(hi);
+        let base = self.base + lo as i64;
+        self.items.range(lo..hi).enumerate().map(move |(i, t)| (base + i as i64, t))
+    }
+
     /// The bin, only if already held (never grows the ring).
     pub fn get_mut_if_held(&mut self, bin: i64) -> Option<&mut T> {
         if bin < self.base {
@@ -130,6 +139,16 @@ mod tests {
         b.trim_before(20);
         assert_eq!(b.base(), 20);
         assert_eq!(b.end(), 20);
+        assert_eq!(b.iter_range(0, 100).count(), 0);
+        for k in 21..26 {
+            *b.get_mut(k).unwrap() = k as u32;
+        }
+        let got: Vec<(i64, u32)> = b.iter_range(22, 24).map(|(k, v)| (k, *v)).collect();
+        assert_eq!(got, vec![(22, 22), (23, 23), (24, 24)]);
+        assert_eq!(b.iter_range(0, 20).map(|(k, _)| k).collect::<Vec<_>>(), vec![20]);
+        assert_eq!(b.iter_range(25, 99).map(|(k, _)| k).collect::<Vec<_>>(), vec![25]);
+        assert_eq!(b.iter_range(30, 40).count(), 0);
+        assert_eq!(b.iter_range(24, 22).count(), 0);
     }
 
     #[test]

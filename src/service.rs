@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! consumer thread (BaseConsumer::poll, rebalance callback, commits)
-//!    │  per-partition bounded channel (full ⇒ that partition is paused)
+//!    │  per-partition bounded channel of batches (full ⇒ that partition is paused)
 //!    ▼
 //! partition task ×N (tokio): decode → Engine (one per partition) → signals
 //!    │  idempotent producer; delivery futures tracked in order
@@ -64,18 +64,30 @@
 //! processed. A gap that remains after reading sequentially from an earlier
 //! batch boundary is real (compaction, transaction markers) and accepted.
 //!
+//! **Batches.** The consumer thread hands messages to partition tasks in
+//! [`Batch`]es: after `poll` returns a message it keeps polling with a zero
+//! timeout while librdkafka has fetched messages ready (at most
+//! [`MAX_BATCH`] messages or [`MAX_BATCH_BYTES`] bytes), and sends each
+//! partition's share as one channel item. Per message, the hand-over used to
+//! cost more CPU than decoding and applying the event; now the handles lock,
+//! the lookup, the channel send and the task wakeup happen once per batch,
+//! and so do the task's clock read, position store, commit-offset update and
+//! metric flushes. A burst never waits for input (it ends when librdkafka's
+//! queue is empty), so batching adds no latency to a slow input; batches grow
+//! when messages are waiting, which is when the savings matter.
+//!
 //! **Shutdown.** SIGTERM/SIGINT: stop consuming, wait for acknowledgements
 //! (at most `kafka.shutdown_timeout`), commit, leave the group. Open windows
 //! are *not* flushed: a restart continues them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
@@ -92,8 +104,15 @@ use crate::source::kafka::{ensure_topic, group_consumer, offsets_reader, GroupCo
 
 /// Records in flight per partition before it stops taking messages.
 const MAX_INFLIGHT: usize = 50_000;
-/// Messages buffered per partition between the consumer thread and its task.
+/// Messages buffered per partition between the consumer thread and its task
+/// (counted in messages, not batches; see [`PartitionShared::queued`]).
 const CHANNEL: usize = 16_384;
+/// At most this many messages are taken per poll burst (see [`Batch`]).
+pub const MAX_BATCH: usize = 512;
+/// A poll burst also ends once its keys and payloads reach this many bytes.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Emptied batches waiting to be refilled by the consumer thread.
+const BATCH_POOL: usize = 32;
 
 /// Why the service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -129,17 +148,90 @@ pub fn rebuild_span_ms(cfg: &Config) -> i64 {
     window.max(lineage) + 5 * cfg.estimator.generation_interval.mean.ms() + cfg.estimator.allowed_lateness.ms()
 }
 
-/// A message as handed to a partition task.
+/// Messages of one partition from one poll burst, handed to its task as one
+/// channel item (see the module docs on why batches exist).
+///
+/// Keys and payloads are copied back to back into one arena instead of two
+/// allocations per message; emptied batches go back to the consumer thread
+/// (a bounded pool) and are refilled, so in steady state a batch costs no
+/// allocation at all.
 #[derive(Debug)]
-pub struct InMsg {
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
+pub struct Batch {
+    /// Every entry's key then payload, back to back.
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    /// When the burst's first message was returned by `poll` (latency metric).
     received: Instant,
 }
 
+/// Where one message of a [`Batch`] lives in its arena.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    offset: i64,
+    /// The key is `arena[start..key_end]`, the payload `arena[key_end..end]`.
+    start: usize,
+    key_end: usize,
+    end: usize,
+    /// Kafka tells an absent key or payload from an empty one.
+    has_key: bool,
+    has_payload: bool,
+}
+
+/// One message of a batch, borrowed from its arena.
+#[derive(Clone, Copy, Debug)]
+struct InMsg<'a> {
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+}
+
+impl Batch {
+    /// An empty batch received at `received`, reusing `recycled`'s buffers if given.
+    fn new(recycled: Option<Batch>, received: Instant) -> Batch {
+        match recycled {
+            Some(mut b) => {
+                b.arena.clear();
+                b.entries.clear();
+                b.received = received;
+                b
+            }
+            None => Batch { arena: Vec::new(), entries: Vec::new(), received },
+        }
+    }
+
+    fn push(&mut self, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(key.unwrap_or_default());
+        let key_end = self.arena.len();
+        self.arena.extend_from_slice(payload.unwrap_or_default());
+        let end = self.arena.len();
+        self.entries.push(Entry { offset, start, key_end, end, has_key: key.is_some(), has_payload: payload.is_some() });
+    }
+
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the batch holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `i`-th message.
+    fn get(&self, i: usize) -> Option<InMsg<'_>> {
+        let e = self.entries.get(i)?;
+        Some(InMsg {
+            offset: e.offset,
+            key: if e.has_key { self.arena.get(e.start..e.key_end) } else { None },
+            payload: if e.has_payload { self.arena.get(e.key_end..e.end) } else { None },
+        })
+    }
+}
+
 enum Cmd {
-    Msg(InMsg),
+    /// Messages of the partition, in offset order.
+    Batch(Batch),
     /// The consumer thread sought back; messages from here on are from the new position.
     Reseeked,
     /// Drain, reply with the committable offset, end.
@@ -163,6 +255,9 @@ struct PartitionShared {
     partition: i32,
     commit: AtomicI64,
     position: AtomicI64,
+    /// Messages sent to the task's channel and not yet taken by it: the
+    /// channel's bound is counted in messages, whatever the batch sizes.
+    queued: AtomicUsize,
     high: AtomicI64,
     /// The last high-watermark fetch succeeded (the broker answers).
     high_ok: AtomicBool,
@@ -177,9 +272,36 @@ struct PartitionShared {
 struct Handle {
     tx: mpsc::Sender<Cmd>,
     shared: Arc<PartitionShared>,
-    stash: VecDeque<InMsg>,
+    /// Batches the task had no room for (the partition is paused meanwhile).
+    stash: VecDeque<Batch>,
     paused: bool,
     last_committed: i64,
+    /// [`Ctx::epoch`] when the partition was assigned.
+    epoch: u64,
+}
+
+impl Handle {
+    /// Hands `batch` to the task. `Err(Some(batch))` when the task's buffer
+    /// is full; `Err(None)` when the task is gone (the batch is dropped).
+    fn try_send(&self, batch: Batch) -> Result<(), Option<Batch>> {
+        let n = batch.len();
+        let queued = self.shared.queued.load(Ordering::Relaxed);
+        if queued > 0 && queued + n > CHANNEL {
+            return Err(Some(batch));
+        }
+        // Counted before the send, so that the task's decrement never comes first.
+        self.shared.queued.fetch_add(n, Ordering::Relaxed);
+        match self.tx.try_send(Cmd::Batch(batch)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.queued.fetch_sub(n, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(Cmd::Batch(b)) => Err(Some(b)),
+                    _ => Err(None),
+                }
+            }
+        }
+    }
 }
 
 /// One row of `/api/campaigns` → `partitions`.
@@ -234,6 +356,11 @@ struct Ctx {
     dead_letter_topic: Arc<str>,
     handles: Mutex<HashMap<(Arc<str>, i32), Handle>>,
     reseek_tx: Mutex<std::sync::mpsc::Sender<(Arc<str>, i32, i64)>>,
+    /// Where partition tasks return emptied batches for reuse.
+    recycle_tx: std::sync::mpsc::SyncSender<Batch>,
+    /// Bumped by every rebalance callback (they run inside `poll`): messages
+    /// polled before an assignment must not reach a task started by it.
+    epoch: AtomicU64,
     runtime: tokio::runtime::Handle,
     reader: BaseConsumer<QuietContext>,
     shutting_down: AtomicBool,
@@ -245,6 +372,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RebalanceHandler for Ctx {
     fn on_assign(&self, _consumer: &BaseConsumer<GroupContext>, tpl: &mut TopicPartitionList) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.metrics.rebalances.inc();
         let timeout = Duration::from_secs(10);
         // Right after a broker restart the coordinator may not answer yet:
@@ -285,6 +413,7 @@ impl RebalanceHandler for Ctx {
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<GroupContext>, tpl: &TopicPartitionList) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.metrics.rebalances.inc();
         let mut stopping = Vec::new();
         {
@@ -345,6 +474,7 @@ impl Ctx {
             partition,
             commit: AtomicI64::new(committed),
             position: AtomicI64::new(start),
+            queued: AtomicUsize::new(0),
             high: AtomicI64::new(high),
             high_ok: AtomicBool::new(true),
             rebuilt: AtomicBool::new(false),
@@ -368,8 +498,12 @@ impl Ctx {
             estimate_topic: self.estimate_topic.clone(),
             dead_letter_topic: self.dead_letter_topic.clone(),
             reseek_tx: lock(&self.reseek_tx).clone(),
+            recycle_tx: self.recycle_tx.clone(),
             shared: shared.clone(),
             engine,
+            batch: None,
+            latency: self.metrics.latency.local(),
+            counted: [0; 5],
             out: Vec::new(),
             held: None,
             inflight: VecDeque::new(),
@@ -394,8 +528,9 @@ impl Ctx {
             resent: 0,
         };
         self.runtime.spawn(task.run(rx));
+        let epoch = self.epoch.load(Ordering::SeqCst);
         lock(&self.handles)
-            .insert((topic, partition), Handle { tx, shared, stash: VecDeque::new(), paused: false, last_committed: committed });
+            .insert((topic, partition), Handle { tx, shared, stash: VecDeque::new(), paused: false, last_committed: committed, epoch });
     }
 
     /// Asks each task to drain and stop; returns their committable offsets.
@@ -475,6 +610,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         }
     }
     let (reseek_tx, reseek_rx) = std::sync::mpsc::channel();
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(BATCH_POOL);
     let ctx = Arc::new(Ctx {
         cfg: cfg.clone(),
         metrics: metrics.clone(),
@@ -484,6 +620,8 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         dead_letter_topic: Arc::from(k.dead_letter_topic.as_str()),
         handles: Mutex::new(HashMap::new()),
         reseek_tx: Mutex::new(reseek_tx),
+        recycle_tx,
+        epoch: AtomicU64::new(0),
         runtime: tokio::runtime::Handle::current(),
         reader: offsets_reader(k)?,
         shutting_down: AtomicBool::new(false),
@@ -500,7 +638,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     std::thread::Builder::new()
         .name("floodgate-consumer".into())
         .spawn(move || {
-            consumer_loop(&thread_ctx, consumer, reseek_rx, thread_shutdown);
+            consumer_loop(&thread_ctx, consumer, reseek_rx, recycle_rx, thread_shutdown);
             let _ = done_tx.send(());
         })
         .map_err(|e| ServiceError::Http { addr: "consumer thread".into(), source: e })?;
@@ -523,15 +661,101 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     Ok(())
 }
 
+/// The messages of one poll burst, grouped by partition (an instance holds
+/// few partitions, so a scan finds a message's group).
+struct Burst {
+    groups: Vec<(String, i32, Batch)>,
+    messages: usize,
+    bytes: usize,
+    /// [`Ctx::epoch`] when its messages were polled.
+    epoch: u64,
+    received: Instant,
+}
+
+impl Burst {
+    fn add(&mut self, m: &BorrowedMessage<'_>, pool: &std::sync::mpsc::Receiver<Batch>) {
+        let (topic, partition) = (m.topic(), m.partition());
+        let i = match self.groups.iter().position(|(t, p, _)| *p == partition && t == topic) {
+            Some(i) => i,
+            None => {
+                self.groups.push((topic.to_string(), partition, Batch::new(pool.try_recv().ok(), self.received)));
+                self.groups.len() - 1
+            }
+        };
+        let (key, payload) = (m.key(), m.payload());
+        self.messages += 1;
+        self.bytes += key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
+        if let Some((_, _, batch)) = self.groups.get_mut(i) {
+            batch.push(m.offset(), key, payload);
+        }
+    }
+}
+
+/// Sends a burst's batches to their tasks: one lock for the burst, one
+/// lookup and one send per partition. A task without room gets a little
+/// time before its batch is stashed and its partition paused. Batches of a
+/// partition revoked, or assigned anew, since they were polled are dropped
+/// (the partition's next task reads from its own starting offset).
+fn dispatch(ctx: &Ctx, consumer: &BaseConsumer<GroupContext>, burst: &mut Burst) {
+    let mut handles = lock(&ctx.handles);
+    for (topic, partition, batch) in burst.groups.drain(..) {
+        let Some(h) = handles.iter_mut().find(|((t, p), _)| *p == partition && **t == *topic).map(|(_, h)| h) else {
+            continue;
+        };
+        if h.epoch > burst.epoch {
+            continue;
+        }
+        if !h.stash.is_empty() {
+            h.stash.push_back(batch);
+            continue;
+        }
+        if let Err(Some(mut batch)) = h.try_send(batch) {
+            // Wait a little before pausing: a resumed fetch starts inside a
+            // record batch, which Tansu answers with the next batch (the task
+            // then seeks back).
+            let until = Instant::now() + Duration::from_millis(250);
+            loop {
+                std::thread::sleep(Duration::from_millis(1));
+                match h.try_send(batch) {
+                    Err(Some(back)) if Instant::now() < until => batch = back,
+                    Err(Some(back)) => {
+                        h.stash.push_back(back);
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            if !h.stash.is_empty() && !h.paused {
+                let mut tpl = TopicPartitionList::new();
+                let _ = tpl.add_partition(&topic, partition);
+                let _ = consumer.pause(&tpl);
+                h.paused = true;
+            }
+        }
+    }
+    burst.messages = 0;
+    burst.bytes = 0;
+}
+
+/// Logs a consumer error at most every 10 s (librdkafka retries by itself).
+fn consumer_error(e: &KafkaError, last_error: &mut Option<Instant>) {
+    if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "consumer error (librdkafka retries)");
+        *last_error = Some(Instant::now());
+    }
+}
+
 fn consumer_loop(
     ctx: &Arc<Ctx>,
     consumer: BaseConsumer<GroupContext>,
     reseek_rx: std::sync::mpsc::Receiver<(Arc<str>, i32, i64)>,
+    recycle_rx: std::sync::mpsc::Receiver<Batch>,
     mut shutdown: Shutdown,
 ) {
     let commit_every = Duration::from_millis(ctx.cfg.kafka.commit_interval.ms().max(10) as u64);
     let mut last_commit = Instant::now();
     let mut last_error: Option<Instant> = None;
+    let mut burst = Burst { groups: Vec::new(), messages: 0, bytes: 0, epoch: 0, received: Instant::now() };
     while !shutdown.poll_now() {
         while let Ok((topic, partition, offset)) = reseek_rx.try_recv() {
             let mut handles = lock(&ctx.handles);
@@ -565,14 +789,14 @@ fn consumer_loop(
         {
             let mut handles = lock(&ctx.handles);
             for ((topic, partition), h) in handles.iter_mut() {
-                while let Some(m) = h.stash.pop_front() {
-                    match h.tx.try_send(Cmd::Msg(m)) {
+                while let Some(batch) = h.stash.pop_front() {
+                    match h.try_send(batch) {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(Cmd::Msg(m))) => {
-                            h.stash.push_front(m);
+                        Err(Some(batch)) => {
+                            h.stash.push_front(batch);
                             break;
                         }
-                        Err(_) => break,
+                        Err(None) => break,
                     }
                 }
                 if h.paused && h.stash.is_empty() {
@@ -603,55 +827,35 @@ fn consumer_loop(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let msg = InMsg {
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                    received: Instant::now(),
-                };
-                let mut handles = lock(&ctx.handles);
-                // A scan (an instance holds few partitions) instead of a map
-                // lookup that would allocate an `Arc<str>` per message.
-                let Some(h) = handles.iter_mut().find(|((t, p), _)| *p == m.partition() && **t == *m.topic()).map(|(_, h)| h) else {
-                    continue;
-                };
-                if !h.stash.is_empty() {
-                    h.stash.push_back(msg);
-                } else {
-                    match h.tx.try_send(Cmd::Msg(msg)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(Cmd::Msg(mut msg))) => {
-                            // Wait a little before pausing: a resumed fetch starts
-                            // inside a record batch, which Tansu answers with the
-                            // next batch (the task then seeks back).
-                            let until = Instant::now() + Duration::from_millis(250);
-                            loop {
-                                std::thread::sleep(Duration::from_millis(1));
-                                match h.tx.try_send(Cmd::Msg(msg)) {
-                                    Err(mpsc::error::TrySendError::Full(Cmd::Msg(back))) if Instant::now() < until => msg = back,
-                                    Err(mpsc::error::TrySendError::Full(Cmd::Msg(back))) => {
-                                        h.stash.push_back(back);
-                                        break;
-                                    }
-                                    _ => break,
-                                }
+                // Rebalance callbacks run inside `poll`, before the message it returns.
+                burst.epoch = ctx.epoch.load(Ordering::SeqCst);
+                burst.received = Instant::now();
+                burst.add(&m, &recycle_rx);
+                drop(m);
+                // Take what librdkafka has already fetched, without waiting.
+                while burst.messages < MAX_BATCH && burst.bytes < MAX_BATCH_BYTES {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            let epoch = ctx.epoch.load(Ordering::SeqCst);
+                            if epoch != burst.epoch {
+                                // A rebalance ran inside this poll: hand over
+                                // what was polled before it first.
+                                dispatch(ctx, &consumer, &mut burst);
+                                burst.epoch = epoch;
+                                burst.received = Instant::now();
                             }
-                            if !h.stash.is_empty() && !h.paused {
-                                let mut tpl = TopicPartitionList::new();
-                                let _ = tpl.add_partition(m.topic(), m.partition());
-                                let _ = consumer.pause(&tpl);
-                                h.paused = true;
-                            }
+                            burst.add(&m, &recycle_rx);
                         }
-                        Err(_) => {}
+                        Some(Err(e)) => {
+                            consumer_error(&e, &mut last_error);
+                            break;
+                        }
+                        None => break,
                     }
                 }
+                dispatch(ctx, &consumer, &mut burst);
             }
-            Some(Err(e)) if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) => {
-                tracing::warn!(error = %e, "consumer error (librdkafka retries)");
-                last_error = Some(Instant::now());
-            }
-            Some(Err(_)) => {}
+            Some(Err(e)) => consumer_error(&e, &mut last_error),
             None => {}
         }
     }
@@ -791,8 +995,18 @@ struct PartitionTask {
     estimate_topic: Option<Arc<str>>,
     dead_letter_topic: Arc<str>,
     reseek_tx: std::sync::mpsc::Sender<(Arc<str>, i32, i64)>,
+    recycle_tx: std::sync::mpsc::SyncSender<Batch>,
     shared: Arc<PartitionShared>,
     engine: Engine,
+    /// The batch being processed and the index of its next message; kept
+    /// across loop turns when the task stopped taking input in the middle
+    /// of it (output blocked, too many records in flight).
+    batch: Option<(Batch, usize)>,
+    /// `floodgate_processing_latency_seconds`, flushed once per batch.
+    latency: prometheus::local::LocalHistogram,
+    /// Events counted (by kind: send, click, forward; then duplicates and
+    /// late events) and not yet added to the metrics: flushed once per batch.
+    counted: [u64; 5],
     out: Vec<Signal>,
     held: Option<Held>,
     inflight: VecDeque<Pending>,
@@ -846,14 +1060,20 @@ impl PartitionTask {
                 // re-processes from the committed offset.
                 return;
             }
-            // While a record could not be delivered, take no input: it would
-            // only pile up behind the unsent records (and be reordered).
-            let taking = self.inflight.len() < MAX_INFLIGHT && self.blocked_since.is_none();
+            let taking = self.taking();
+            if taking && self.batch.is_some() {
+                self.process_batch().await;
+                continue;
+            }
             tokio::select! {
                 (i, r) = next_delivery(&mut self.inflight), if !self.inflight.is_empty() => self.on_delivery(i, r),
                 _ = resend.tick(), if self.blocked_since.is_some() => self.resend(),
                 cmd = rx.recv(), if taking => match cmd {
-                    Some(Cmd::Msg(m)) => self.on_message(m).await,
+                    Some(Cmd::Batch(b)) => {
+                        self.shared.queued.fetch_sub(b.len(), Ordering::Relaxed);
+                        self.batch = Some((b, 0));
+                        self.process_batch().await;
+                    }
                     Some(Cmd::Reseeked) => self.awaiting_reseek = false,
                     Some(Cmd::Stop(reply)) => {
                         self.drain().await;
@@ -865,6 +1085,55 @@ impl PartitionTask {
                 },
                 _ = tick.tick() => self.on_tick().await,
             }
+        }
+    }
+
+    /// Whether the task takes input. While a record could not be delivered
+    /// it does not: input would only pile up behind the unsent records (and
+    /// be reordered).
+    fn taking(&self) -> bool {
+        self.inflight.len() < MAX_INFLIGHT && self.blocked_since.is_none() && !self.shared.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Processes the current batch's messages in order until it is done or
+    /// the task stops taking input (then the rest waits in `self.batch`).
+    /// What the per-message path used to do for every message is done here
+    /// once: the clock read, the position and commit-offset updates, the
+    /// event counters and the latency observations. Publishing the
+    /// committable offset after the batch rather than after each message
+    /// only delays it: the offset is always computed from the acknowledged
+    /// state (see [`Self::committable`]).
+    async fn process_batch(&mut self) {
+        let Some((batch, mut next)) = self.batch.take() else { return };
+        // Messages whose effects are committable once the batch is done (no
+        // record of theirs is waiting for an acknowledgement).
+        let mut done = 0u32;
+        while let Some(m) = batch.get(next) {
+            if next > 0 && !self.taking() {
+                break;
+            }
+            next += 1;
+            if self.on_message(m, batch.received).await {
+                done += 1;
+            }
+        }
+        self.shared.position.store(self.applied_next, Ordering::SeqCst);
+        self.update_commit();
+        self.flush_counts();
+        let now = Instant::now();
+        self.last_msg = now;
+        if done > 0 {
+            let latency = now.saturating_duration_since(batch.received).as_secs_f64();
+            for _ in 0..done {
+                self.latency.observe(latency);
+            }
+            self.latency.flush();
+        }
+        if next < batch.len() {
+            self.batch = Some((batch, next));
+        } else if batch.arena.capacity() <= 2 * MAX_BATCH_BYTES {
+            // Back to the consumer thread for reuse (dropped if its pool is full).
+            let _ = self.recycle_tx.try_send(batch);
         }
     }
 
@@ -1032,10 +1301,12 @@ impl PartitionTask {
         self.publish_snapshot();
     }
 
-    async fn on_message(&mut self, m: InMsg) {
-        self.last_msg = Instant::now();
+    /// Applies one message; whether its effects are complete (applied, no
+    /// record of its own waiting for an acknowledgement, not a rebuild
+    /// replay), for the latency metric. `received`: when its batch was polled.
+    async fn on_message(&mut self, m: InMsg<'_>, received: Instant) -> bool {
         if self.awaiting_reseek {
-            return;
+            return false;
         }
         if let Some(target) = self.reseek_for {
             if m.offset <= target {
@@ -1044,7 +1315,7 @@ impl PartitionTask {
         }
         if m.offset < self.applied_next {
             // Already processed (re-delivered after seeking back).
-            return;
+            return false;
         }
         let need = self.applied_next.max(self.committed);
         if m.offset > need {
@@ -1065,16 +1336,15 @@ impl PartitionTask {
                 self.anchored = false;
                 self.awaiting_reseek = true;
                 let _ = self.reseek_tx.send((self.shared.topic.clone(), self.shared.partition, to));
-                return;
+                return false;
             }
             tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from = need, to = m.offset, "offset gap in the log");
         }
-        self.shared.position.store(m.offset + 1, Ordering::SeqCst);
         let rebuilding = m.offset < self.committed;
         let max_bytes = self.cfg.limits.max_event_bytes as usize;
         let max_future = self.cfg.estimator.max_future.ms();
         let guard = self.held.as_ref().map_or(m.offset, |h| h.offset);
-        let payload: &[u8] = m.payload.as_deref().unwrap_or(&[]);
+        let payload: &[u8] = m.payload.unwrap_or_default();
         let mut dead: Vec<DeadLetter> = Vec::new();
         let mut kind = None;
         let mut hold_this = false;
@@ -1088,7 +1358,7 @@ impl PartitionTask {
                         self.replayed += 1;
                         self.first_ts.get_or_insert(ev.ts_ms);
                         self.last_ts = Some(ev.ts_ms);
-                    } else if m.key.as_deref() != Some(ev.campaign.as_bytes()) {
+                    } else if m.key != Some(ev.campaign.as_bytes()) {
                         self.metrics.unkeyed.inc();
                         if self.last_unkeyed_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                             self.last_unkeyed_warning = Some(Instant::now());
@@ -1120,7 +1390,7 @@ impl PartitionTask {
                                 hold_this = true;
                                 self.held = Some(Held {
                                     offset: m.offset,
-                                    key: m.key.clone(),
+                                    key: m.key.map(<[u8]>::to_vec),
                                     bytes: payload.to_vec(),
                                     ts_ms: ev.ts_ms,
                                     rejection: result.clone().err(),
@@ -1131,7 +1401,7 @@ impl PartitionTask {
                             hold_this = true;
                             self.held = Some(Held {
                                 offset: m.offset,
-                                key: m.key.clone(),
+                                key: m.key.map(<[u8]>::to_vec),
                                 bytes: payload.to_vec(),
                                 ts_ms: ev.ts_ms,
                                 rejection: result.clone().err(),
@@ -1147,7 +1417,7 @@ impl PartitionTask {
             match result {
                 Ok(a) if !rebuilding => self.count(a, kind.unwrap_or(EventKind::Click)),
                 Ok(_) => {}
-                Err(r) => dead.push((m.offset, m.key.clone(), payload.to_vec(), r)),
+                Err(r) => dead.push((m.offset, m.key.map(<[u8]>::to_vec), payload.to_vec(), r)),
             }
             if let Some(wm) = self.engine.natural_watermark() {
                 self.engine.advance_to(wm, &mut self.out);
@@ -1163,30 +1433,52 @@ impl PartitionTask {
         if !hold_this && !self.out.is_empty() {
             self.emit(guard, rebuilding).await;
         }
-        if self.inflight.len() > before {
+        // Latency: observed at the acknowledgement of the message's last
+        // record if it caused any, else when its batch is done.
+        let complete = if self.inflight.len() > before {
             if let Some(p) = self.inflight.back_mut() {
-                p.received = Some(m.received);
+                p.received = Some(received);
             }
-        } else if !rebuilding {
-            self.metrics.latency.observe(m.received.elapsed().as_secs_f64());
-        }
+            false
+        } else {
+            !rebuilding
+        };
         if !self.rebuilt && self.applied_next >= self.committed {
             self.finish_rebuild();
         }
-        self.update_commit();
+        complete
     }
 
-    fn count(&self, a: Applied, kind: EventKind) {
-        match a {
-            Applied::Accepted => self.metrics.events_by_kind[match kind {
+    /// Counts an applied event (added to the metrics by [`Self::flush_counts`]).
+    fn count(&mut self, a: Applied, kind: EventKind) {
+        let i = match a {
+            Applied::Accepted => match kind {
                 EventKind::Send => 0,
                 EventKind::Click => 1,
                 EventKind::Forward => 2,
-            }]
-            .inc(),
-            Applied::Duplicate => self.metrics.duplicates.inc(),
-            Applied::Late => self.metrics.late.inc(),
-            Applied::Shed => {}
+            },
+            Applied::Duplicate => 3,
+            Applied::Late => 4,
+            Applied::Shed => return,
+        };
+        if let Some(n) = self.counted.get_mut(i) {
+            *n += 1;
+        }
+    }
+
+    /// Adds the events counted since the last call to the metrics.
+    fn flush_counts(&mut self) {
+        let [send, click, forward, duplicates, late] = std::mem::take(&mut self.counted);
+        for (counter, n) in self.metrics.events_by_kind.iter().zip([send, click, forward]) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
+        }
+        if duplicates > 0 {
+            self.metrics.duplicates.inc_by(duplicates);
+        }
+        if late > 0 {
+            self.metrics.late.inc_by(late);
         }
     }
 

@@ -222,7 +222,7 @@ impl Metrics {
                 Histogram::with_opts(
                     HistogramOpts::new(
                         "floodgate_processing_latency_seconds",
-                        "From receiving a message to its effects being committable (applied; its signals acknowledged).",
+                        "From polling a message (its batch's first) to its effects being committable (its batch applied; its signals acknowledged).",
                     )
                     .buckets(LATENCY_BUCKETS.to_vec()),
                 )

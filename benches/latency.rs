@@ -3,10 +3,14 @@
 //!
 //! The first groups of the simulated log (100 concurrent mailings per group,
 //! R from 0.3 to 1.5, several of them going viral) are decoded up front, then
-//! fed one event at a time through `apply` + `advance_to(natural_watermark)`,
-//! the engine's whole per-event work. Each call is timed. A call whose output
-//! holds a `viral_onset` is the one that tipped a campaign: its time is the
-//! tipping-event → signal latency. Calls are recorded with coordinated-omission
+//! fed one event at a time through `apply`, `advance_detect(natural_watermark)`
+//! and `advance_plan`, the engine's whole per-event work, as `replay` and `run`
+//! drive it. Each event is timed. An event after whose `advance_detect` the
+//! output holds a `viral_onset` is the one that tipped a campaign: the time
+//! from its `apply` to the end of `advance_detect` (the onset is then handed
+//! to the producer) is the tipping-event → signal latency; the time to the
+//! end of `advance_plan` (the bin's forecasts and scale decisions made too)
+//! is reported beside it. Calls are recorded with coordinated-omission
 //! correction (`record_correct`) for an offered load of one event every
 //! `1 / 3 000 000` s (the replay goal): a slow call also delays the events
 //! queued behind it, and those delays are recorded too.
@@ -41,6 +45,7 @@ fn main() {
 
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut onset = all.clone();
+    let mut onset_plans = all.clone();
     let mut step = all.clone();
     let mut engine = Engine::new(common::config(100_000)).expect("engine");
     let mut out: Vec<Signal> = Vec::new();
@@ -50,16 +55,20 @@ fn main() {
         let _ = engine.apply(ev, &mut out);
         let before = engine.final_until_ms();
         if let Some(wm) = engine.natural_watermark() {
-            engine.advance_to(wm, &mut out);
+            engine.advance_detect(wm, &mut out);
         }
+        let detected_ns = (t.elapsed().as_nanos() as u64).max(1);
+        let tipped = out.iter().any(|s| matches!(s, Signal::ViralOnset(_)));
+        engine.advance_plan(&mut out);
         let ns = (t.elapsed().as_nanos() as u64).max(1);
         all.record_correct(ns, INTERVAL_NS).expect("record");
         if engine.final_until_ms() != before {
             step.record_correct(ns, INTERVAL_NS).expect("record");
         }
-        if out.iter().any(|s| matches!(s, Signal::ViralOnset(_))) {
+        if tipped {
             tipping += 1;
-            onset.record_correct(ns, INTERVAL_NS).expect("record");
+            onset.record_correct(detected_ns, INTERVAL_NS).expect("record");
+            onset_plans.record_correct(ns, INTERVAL_NS).expect("record");
         }
         out.clear();
     }
@@ -78,6 +87,7 @@ fn main() {
     row("any event", &all);
     row("event closing a bin", &step);
     row("tipping event -> onset", &onset);
+    row("tipping event -> bin planned", &onset_plans);
     println!("({tipping} tipping events; n includes the coordinated-omission corrections)");
     let json = |h: &Histogram<u64>| {
         format!(
@@ -92,11 +102,12 @@ fn main() {
     common::write_result(
         "latency",
         &format!(
-            r#"{{"events":{},"tipping_events":{tipping},"any":{},"bin_step":{},"onset":{}}}"#,
+            r#"{{"events":{},"tipping_events":{tipping},"any":{},"bin_step":{},"onset":{},"onset_plans":{}}}"#,
             events.len(),
             json(&all),
             json(&step),
-            json(&onset)
+            json(&onset),
+            json(&onset_plans)
         ),
     );
 }

@@ -194,10 +194,15 @@ impl<S: FnMut(&Signal) -> io::Result<()>, E: FnMut(&LineError)> Driver<'_, S, E>
             Ok(applied) => count(applied, report),
             Err(rejection) => reject(LineError { line: self.line_no, offset: start, rejection }, report, &mut self.on_error),
         }
-        if let Some(wm) = engine.natural_watermark() {
-            engine.advance_to(wm, out);
+        // Onsets are handed on before the bin's capacity forecasts are made.
+        if let Some(wm) = self.engine.natural_watermark() {
+            self.engine.advance_detect(wm, &mut self.out);
+            if !self.out.is_empty() {
+                self.emit()?;
+            }
+            self.engine.advance_plan(&mut self.out);
         }
-        if !out.is_empty() {
+        if !self.out.is_empty() {
             self.emit()?;
         }
         Ok(())
@@ -327,5 +332,46 @@ mod tests {
         for buffer in [1, 7, 64, 150, 4096] {
             assert_eq!(run(&data, buffer), reference, "buffer of {buffer} bytes");
         }
+    }
+
+    /// `advance_detect` + `advance_plan` (what `replay` does) emit exactly
+    /// what `advance_to` does, in the same order; and an onset is out after
+    /// `advance_detect`, before its bin's scale decisions.
+    #[test]
+    fn split_bin_step_emits_what_advance_to_emits() {
+        let lines: Vec<String> =
+            crate::simulate::simulate(&crate::simulate::demo_scenario(4, 1_772_438_400_000)).into_iter().map(|e| e.line).collect();
+        let data = lines.join("\n");
+        let new = || Engine::new(Arc::new(Config::default())).expect("engine").with_estimates(true);
+        let (split, _, _) = replay_bytes(data.as_bytes(), &mut new());
+        let (mut a, mut b) = (new(), new());
+        let (mut whole, mut halves, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        let mut onsets_before_plans = 0;
+        for line in &lines {
+            let ev = decode(line.as_bytes()).expect("simulated lines decode");
+            let _ = a.apply(&ev, &mut whole);
+            let _ = b.apply(&ev, &mut halves);
+            if let Some(wm) = a.natural_watermark() {
+                a.advance_to(wm, &mut whole);
+            }
+            if let Some(wm) = b.natural_watermark() {
+                b.advance_detect(wm, &mut out);
+                let onset_times: Vec<i64> = out.iter().filter(|s| matches!(s, Signal::ViralOnset(_))).map(Signal::time_ms).collect();
+                assert!(out.iter().all(|s| !matches!(s, Signal::ScaleAhead(x) if onset_times.contains(&x.time_ms))));
+                let n = out.len();
+                b.advance_plan(&mut out);
+                if !onset_times.is_empty() && out.len() > n {
+                    onsets_before_plans += 1;
+                }
+                halves.append(&mut out);
+            }
+        }
+        a.flush(&mut whole);
+        b.flush(&mut halves);
+        let show = |v: &[Signal]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>();
+        assert_eq!(show(&halves), show(&whole));
+        assert_eq!(show(&split), show(&whole));
+        assert!(split.iter().any(|s| matches!(s, Signal::ViralOnset(_))));
+        assert!(onsets_before_plans > 0, "an onset bin also planned after its detection");
     }
 }

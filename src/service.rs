@@ -1419,8 +1419,10 @@ impl PartitionTask {
                 Ok(_) => {}
                 Err(r) => dead.push((m.offset, m.key.map(<[u8]>::to_vec), payload.to_vec(), r)),
             }
+            // Only the detection half of a bin step here: its onsets go to the
+            // producer below before the bin's forecasts are computed.
             if let Some(wm) = self.engine.natural_watermark() {
-                self.engine.advance_to(wm, &mut self.out);
+                self.engine.advance_detect(wm, &mut self.out);
             }
         }
         self.applied_next = m.offset + 1;
@@ -1431,6 +1433,10 @@ impl PartitionTask {
             }
         }
         if !hold_this && !self.out.is_empty() {
+            self.emit(guard, rebuilding).await;
+        }
+        self.engine.advance_plan(&mut self.out);
+        if !self.out.is_empty() {
             self.emit(guard, rebuilding).await;
         }
         // Latency: observed at the acknowledgement of the message's last

@@ -193,6 +193,15 @@ pub struct Engine {
     work: Vec<Pending>,
     scratch: Vec<f64>,
     history: Vec<f64>,
+    /// The last bin stepped by [`Engine::advance_detect`], whose forecasts
+    /// and plans [`Engine::advance_plan`] has not made yet.
+    plan_pending: Option<i64>,
+    /// Campaigns stepped in that bin.
+    stepped: Vec<u32>,
+    /// Its estimate signals (they sort after its scale decisions).
+    deferred: Vec<Signal>,
+    /// Idle eviction due once the pending plan is made.
+    evict_pending: Option<i64>,
 }
 
 /// Why an engine could not be built from a configuration.
@@ -255,6 +264,10 @@ impl Engine {
             work: Vec::new(),
             scratch: Vec::new(),
             history: Vec::new(),
+            plan_pending: None,
+            stepped: Vec::new(),
+            deferred: Vec::new(),
+            evict_pending: None,
             cfg,
         })
     }
@@ -318,6 +331,7 @@ impl Engine {
     /// Counts one event. Signals caused directly by it (a send's
     /// `scale_ahead`) are appended to `out`. Never advances the watermark.
     pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<Applied, Rejection> {
+        self.advance_plan(out);
         if let Some(m) = self.clock_ms.or(self.max_ts) {
             let limit = m.saturating_add(self.cfg.estimator.max_future.ms());
             if ev.ts_ms > limit {
@@ -432,7 +446,26 @@ impl Engine {
     /// more (beyond that, they count as late). Closes every bin that ends at
     /// or before the watermark, estimating, detecting and planning at each
     /// bin step. Signals are appended to `out` in a deterministic order.
+    ///
+    /// The same as [`Engine::advance_detect`] followed by
+    /// [`Engine::advance_plan`].
     pub fn advance_to(&mut self, watermark_ms: i64, out: &mut Vec<Signal>) {
+        self.advance_detect(watermark_ms, out);
+        self.advance_plan(out);
+    }
+
+    /// The first half of [`Engine::advance_to`], for drivers that hand
+    /// signals on as soon as they are final: closes the bins, but of the last
+    /// bin stepped only settles, estimates and detects. Its `viral_onset` and
+    /// `viral_subsided` are in `out` when this returns, before any capacity
+    /// forecast of that bin is computed (the forecasts of every live campaign
+    /// are most of a bin step's cost, and an onset does not depend on them).
+    /// [`Engine::advance_plan`] then makes the forecasts and plans; any other
+    /// call that changes the engine makes them first, so the engine never
+    /// skips them. Taken together, the two halves emit exactly what
+    /// `advance_to` does, in the same order.
+    pub fn advance_detect(&mut self, watermark_ms: i64, out: &mut Vec<Signal>) {
+        self.advance_plan(out);
         let target = bin_of(watermark_ms, self.bin_ms);
         let Some(max_ts) = self.max_ts else { return };
         let mut from = match self.closed {
@@ -451,14 +484,41 @@ impl Engine {
                 // Nothing is active any more: the remaining bins are empty.
                 break;
             }
-            self.step(from, out);
+            if self.plan_pending.is_some() {
+                // Not the last bin: its plan comes before the next bin's step.
+                self.finish_plan(out);
+            }
+            self.detect_bin(from, out);
+            self.plan_pending = Some(from);
             from += 1;
         }
         self.closed = Some(target);
         if target % 16 == 0 || target - 1 > self.active_until {
-            self.evict_idle(target);
+            self.evict_pending = Some(target);
         }
         out[start..].sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+
+    /// The second half of [`Engine::advance_to`]: the forecasts and plans
+    /// (and estimate signals) of the bin [`Engine::advance_detect`] left
+    /// pending, if any.
+    pub fn advance_plan(&mut self, out: &mut Vec<Signal>) {
+        if self.plan_pending.is_none() && self.evict_pending.is_none() {
+            return;
+        }
+        let start = out.len();
+        self.finish_plan(out);
+        if let Some(t) = self.evict_pending.take() {
+            self.evict_idle(t);
+        }
+        out[start..].sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    }
+
+    fn finish_plan(&mut self, out: &mut Vec<Signal>) {
+        if let Some(b) = self.plan_pending.take() {
+            self.plan_bin(b, out);
+        }
+        out.append(&mut self.deferred);
     }
 
     /// End of input: closes every bin that has data (and the planning
@@ -639,16 +699,31 @@ impl Engine {
         }
     }
 
-    /// One bin step: bin `b` became final.
-    fn step(&mut self, b: i64, out: &mut Vec<Signal>) {
+    /// First half of a bin step (bin `b` became final): every active
+    /// campaign settles, estimates and detects.
+    fn detect_bin(&mut self, b: i64, out: &mut Vec<Signal>) {
         let time_ms = (b + 1) * self.bin_ms;
+        self.stepped.clear();
         for slot in 0..self.campaigns.len() {
             let active = matches!(&self.campaigns[slot], Some(c) if c.closed <= b && c.last_event_bin != i64::MIN && b <= c.last_event_bin + self.keep_active_bins);
             if !active {
                 continue;
             }
-            self.step_campaign(slot as u32, b, time_ms, out);
+            self.stepped.push(slot as u32);
+            self.detect_campaign(slot as u32, b, time_ms, out);
         }
+    }
+
+    /// Second half: the campaigns stepped forecast, then every target plans.
+    fn plan_bin(&mut self, b: i64, out: &mut Vec<Signal>) {
+        let time_ms = (b + 1) * self.bin_ms;
+        let stepped = std::mem::take(&mut self.stepped);
+        let keep = self.keep_bins();
+        for &slot in &stepped {
+            self.forecast(slot, b, time_ms);
+            self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
+        }
+        self.stepped = stepped;
         for t in 0..self.targets.len() {
             let members = std::mem::take(&mut self.targets[t].members);
             let rps: f64 = members.iter().filter_map(|&m| self.campaigns[m as usize].as_ref()).map(|c| c.demand_rps).sum();
@@ -657,7 +732,7 @@ impl Engine {
         }
     }
 
-    fn step_campaign(&mut self, slot: u32, b: i64, time_ms: i64, out: &mut Vec<Signal>) {
+    fn detect_campaign(&mut self, slot: u32, b: i64, time_ms: i64, out: &mut Vec<Signal>) {
         let mut work = std::mem::take(&mut self.work);
         let mut forgotten = 0u64;
         {
@@ -672,15 +747,17 @@ impl Engine {
         self.dedup_ids = self.dedup_ids.saturating_sub(forgotten);
         self.close_infectivity(slot, b);
         let estimate = self.estimate(slot, b, time_ms);
-        let det_cfg = self.cfg.detector.clone();
         let emit_estimates = self.emit_estimates;
-        let target_name = self.campaign_target_name(slot);
-        let c = self.campaign_mut(slot);
+        let c = slot_mut(&mut self.campaigns, slot);
         let (p, local) = estimate.map_or((0.0, 0), |e| (e.p_viral, e.local_cases));
-        let transition = c.detector.step(&det_cfg, p, local);
+        let transition = c.detector.step(&self.cfg.detector, p, local);
         c.last = estimate.or(c.last);
+        if !emit_estimates && transition == Transition::None {
+            return;
+        }
+        let target_name = c.target.map(|t| self.targets[t as usize].name.clone());
         if let Some(e) = estimate.filter(|_| emit_estimates) {
-            out.push(Signal::Estimate(Estimate {
+            self.deferred.push(Signal::Estimate(Estimate {
                 campaign: c.name.clone(),
                 target: target_name.clone(),
                 time_ms,
@@ -711,11 +788,6 @@ impl Engine {
             Transition::Subsided(n) => out.push(Signal::ViralSubsided(episode(n, c))),
             Transition::None => {}
         }
-        let shed = c.lineage.shed();
-        let _ = shed;
-        self.forecast(slot, b, time_ms);
-        let keep = self.keep_bins();
-        self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
     }
 
     /// Computes and stores Λ_b once, when bin `b` closes (all bins before it
@@ -739,11 +811,6 @@ impl Engine {
                 c.last_incidence_bin = b;
             }
         }
-    }
-
-    fn campaign_target_name(&self, slot: u32) -> Option<Arc<str>> {
-        let c = self.campaigns[slot as usize].as_ref()?;
-        c.target.map(|t| self.targets[t as usize].name.clone())
     }
 
     /// Closed bins a campaign keeps: the renewal window plus the GI support

@@ -16,6 +16,9 @@
 //! queued behind it, and those delays are recorded too.
 //!
 //! `FLOODGATE_BENCH_LATENCY_EVENTS` (default 2000000) sets the log size.
+//! `FLOODGATE_BENCH_LATENCY_RUNS` (default 5) sets how many times it is
+//! replayed (fresh engine each time); the run with the median onset p99 is
+//! reported, with every run's onset p99 beside it.
 
 use std::time::Instant;
 
@@ -43,6 +46,67 @@ fn main() {
     }
     let events: Vec<_> = lines.iter().map(|l| decode(l.as_bytes()).expect("simulated lines decode")).collect();
 
+    // A shared 2-core VM: one run can be slowed as a whole by a neighbour.
+    // The log is replayed `FLOODGATE_BENCH_LATENCY_RUNS` times (default 5),
+    // each with a fresh engine; the run with the median onset p99 is
+    // reported, and every run's onset p99 is printed and written beside it.
+    let runs: usize = std::env::var("FLOODGATE_BENCH_LATENCY_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5).max(1);
+    let mut results: Vec<Run> = (0..runs).map(|_| measure(&events)).collect();
+    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    let p99s: Vec<f64> = results.iter().map(|r| q(&r.onset, 0.99)).collect();
+    results.sort_by(|a, b| q(&a.onset, 0.99).total_cmp(&q(&b.onset, 0.99)));
+    let Run { all, step, onset, onset_plans, tipping, campaigns } = results.swap_remove(runs / 2);
+    let row = |name: &str, h: &Histogram<u64>| {
+        println!(
+            "{name:<28} n={:<9} p50={:>9.2} µs p99={:>9.2} µs p99.9={:>9.2} µs max={:>9.2} µs",
+            h.len(),
+            q(h, 0.5),
+            q(h, 0.99),
+            q(h, 0.999),
+            h.max() as f64 / 1000.0
+        )
+    };
+    println!("latency over {} events, {campaigns} campaigns in groups of 100 (median of {runs} runs by onset p99):", events.len());
+    row("any event", &all);
+    row("event closing a bin", &step);
+    row("tipping event -> onset", &onset);
+    row("tipping event -> bin planned", &onset_plans);
+    println!("({tipping} tipping events; n includes the coordinated-omission corrections)");
+    println!("onset p99 of every run, µs: {p99s:?}");
+    let json = |h: &Histogram<u64>| {
+        format!(
+            r#"{{"n":{},"p50_us":{},"p99_us":{},"p999_us":{},"max_us":{}}}"#,
+            h.len(),
+            q(h, 0.5),
+            q(h, 0.99),
+            q(h, 0.999),
+            h.max() as f64 / 1000.0
+        )
+    };
+    common::write_result(
+        "latency",
+        &format!(
+            r#"{{"events":{},"runs":{runs},"onset_p99_us_by_run":{p99s:?},"tipping_events":{tipping},"any":{},"bin_step":{},"onset":{},"onset_plans":{}}}"#,
+            events.len(),
+            json(&all),
+            json(&step),
+            json(&onset),
+            json(&onset_plans)
+        ),
+    );
+}
+
+/// The histograms of one run over the log.
+struct Run {
+    all: Histogram<u64>,
+    step: Histogram<u64>,
+    onset: Histogram<u64>,
+    onset_plans: Histogram<u64>,
+    tipping: u64,
+    campaigns: u64,
+}
+
+fn measure(events: &[floodgate::event::Event<'_>]) -> Run {
     let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut onset = all.clone();
     let mut onset_plans = all.clone();
@@ -50,7 +114,7 @@ fn main() {
     let mut engine = Engine::new(common::config(100_000)).expect("engine");
     let mut out: Vec<Signal> = Vec::new();
     let mut tipping = 0u64;
-    for ev in &events {
+    for ev in events {
         let t = Instant::now();
         let _ = engine.apply(ev, &mut out);
         let before = engine.final_until_ms();
@@ -72,42 +136,5 @@ fn main() {
         }
         out.clear();
     }
-    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
-    let row = |name: &str, h: &Histogram<u64>| {
-        println!(
-            "{name:<28} n={:<9} p50={:>9.2} µs p99={:>9.2} µs p99.9={:>9.2} µs max={:>9.2} µs",
-            h.len(),
-            q(h, 0.5),
-            q(h, 0.99),
-            q(h, 0.999),
-            h.max() as f64 / 1000.0
-        )
-    };
-    println!("latency over {} events, {} campaigns in groups of 100:", events.len(), engine.stats().campaigns_seen);
-    row("any event", &all);
-    row("event closing a bin", &step);
-    row("tipping event -> onset", &onset);
-    row("tipping event -> bin planned", &onset_plans);
-    println!("({tipping} tipping events; n includes the coordinated-omission corrections)");
-    let json = |h: &Histogram<u64>| {
-        format!(
-            r#"{{"n":{},"p50_us":{},"p99_us":{},"p999_us":{},"max_us":{}}}"#,
-            h.len(),
-            q(h, 0.5),
-            q(h, 0.99),
-            q(h, 0.999),
-            h.max() as f64 / 1000.0
-        )
-    };
-    common::write_result(
-        "latency",
-        &format!(
-            r#"{{"events":{},"tipping_events":{tipping},"any":{},"bin_step":{},"onset":{},"onset_plans":{}}}"#,
-            events.len(),
-            json(&all),
-            json(&step),
-            json(&onset),
-            json(&onset_plans)
-        ),
-    );
+    Run { all, step, onset, onset_plans, tipping, campaigns: engine.stats().campaigns_seen }
 }

@@ -26,8 +26,8 @@ use super::gamma::Gamma;
 /// keeps the support to `1 − 1e-9` so that Λ matches EpiEstim; a projection
 /// of demand has no use for that tail: cutting it at `1 − 1e-6` changes a
 /// forecast by at most one part in a million and shortens the convolution
-/// (and the history copied per step) by about a third with the default
-/// interval (mean 17 min, sd 10 min: 81 weights instead of 122).
+/// (and the history copied per step) by 29 % with the default interval
+/// (mean 17 min, sd 10 min, 1-min bins: 115 weights instead of 161).
 pub const GI_TAIL: f64 = 1e-6;
 
 /// The generation-interval weights `w_0 … w_K` cut at the first `K` where

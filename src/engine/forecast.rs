@@ -103,7 +103,7 @@ pub struct ForecastInput<'a> {
     pub direct_clicks: u64,
     /// R used for the projection (0 disables the forwarded part).
     pub r: f64,
-    /// Discretised generation interval (w[0] = 0).
+    /// Discretised generation interval (`w[0] = 0`).
     pub gi: &'a [f64],
     /// Horizon in bins.
     pub horizon_bins: usize,

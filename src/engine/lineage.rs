@@ -208,7 +208,7 @@ impl Lineage {
     /// The estimate at the end of bin `last` (cohorts `first..=last`).
     ///
     /// Everything — R̂'s sums, both Pearson statistics and the forward
-    /// model's sums — comes from one pass over the cohorts ([`WindowSums`]);
+    /// model's sums — comes from one pass over the cohorts (`WindowSums`);
     /// the module docs give the formulas.
     pub fn estimate(
         &self,

@@ -2,10 +2,17 @@
 //!
 //! ```text
 //! apply(event) ──► campaign table ──► bins (counts) + pending links
-//! advance_to(watermark) ──► for each bin that became final, for each active campaign:
-//!     settle links ─► renewal + lineage estimators ─► detector ─► forecast
-//!   then per target: planner ─► scale_ahead
+//! advance_to(watermark) ──► for each bin that became final:
+//!   advance_detect: for each active campaign:
+//!     settle links ─► renewal + lineage estimators ─► detector ─► onset / subsided
+//!   advance_plan: for each campaign stepped: forecast;
+//!     then per target: planner ─► scale_ahead
 //! ```
+//!
+//! `advance_to` is the two halves back to back. A driver that hands signals
+//! on as they become final calls them separately, so that an onset leaves
+//! before the forecasts of every live campaign are computed (they are most of
+//! a bin step's cost); the output is the same either way.
 //!
 //! Time comes only from events: the driver (file replay, Kafka source, tests,
 //! benchmarks) tells the engine how far event time has progressed with

@@ -1,7 +1,7 @@
 //! The Kafka sink: one idempotent producer per instance for signals, estimates
 //! and dead letters.
 //!
-//! Delivery is tracked by the caller: [`Outbox::send`] returns a
+//! Delivery is tracked by the caller: [`Outbox::try_send`] returns a
 //! [`Pending`] whose future resolves when the broker acknowledged the record;
 //! a failed delivery is re-sent (the record is kept until acknowledged), so a
 //! signal is never dropped and offsets are never committed past an unsent

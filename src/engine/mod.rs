@@ -804,12 +804,8 @@ impl Engine {
         let gi_len = self.gi.len() as i64;
         let w = self.gi.weights();
         let Some(Some(c)) = self.campaigns.get_mut(slot as usize) else { return };
-        let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
-        let lambda = if c.last_incidence_bin != i64::MIN && b - c.last_incidence_bin < gi_len {
-            w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(b - s as i64)).sum::<f64>()
-        } else {
-            0.0
-        };
+        let lambda =
+            if c.last_incidence_bin != i64::MIN && b - c.last_incidence_bin < gi_len { infectivity_at(&c.bins, w, b) } else { 0.0 };
         // Bins after a campaign's last event are not materialised (a quiet
         // campaign does not grow its ring); the estimator recomputes their Λ.
         if let Some(x) = c.bins.get_mut_if_held(b) {
@@ -850,13 +846,12 @@ impl Engine {
             return None;
         }
         let w = self.gi.weights();
-        let incidence = |t: i64| c.bins.get(t).map_or(0.0, |x| f64::from(x.local) + f64::from(x.imported));
         // Λ of bins not held: before the ring (the campaign did not exist:
         // no incidence, Λ = 0) or after its last event (recomputed here).
         let mut sum_lambda = held_lambda;
         for t in c.bins.end().max(first)..=b {
             if c.last_incidence_bin != i64::MIN && t - c.last_incidence_bin < w.len() as i64 {
-                sum_lambda += w.iter().enumerate().skip(1).map(|(s, ws)| ws * incidence(t - s as i64)).sum::<f64>();
+                sum_lambda += infectivity_at(&c.bins, w, t);
             }
         }
         if sum_local == 0 && sum_imported == 0 && sum_lambda <= 0.0 && local_lw == 0 {
@@ -1000,6 +995,16 @@ impl Engine {
     pub fn shed_clickers(&self) -> u64 {
         self.campaigns.iter().flatten().map(|c| c.lineage.shed()).sum()
     }
+}
+
+/// Λ_t = Σ_{s=1}^{K} w_s I_{t−s} (Cori et al. 2013, eq. 1; I = local +
+/// imported clicks), summed in the order s = 1, 2, … as EpiEstim does, over
+/// the bins the ring holds: a bin it does not hold had no clicks, so its term
+/// is zero and skipping it changes nothing. A sparse campaign (a few clicks
+/// in the last K bins) costs a few terms, not K index computations.
+fn infectivity_at(bins: &window::Bins<window::BinCounts>, w: &[f64], t: i64) -> f64 {
+    let k = w.len() as i64 - 1;
+    bins.iter_range(t - k, t - 1).rev().map(|(u, x)| w[(t - u) as usize] * (f64::from(x.local) + f64::from(x.imported))).sum()
 }
 
 /// The live campaign in `slot` (slots handed out by the engine are live

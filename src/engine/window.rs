@@ -56,7 +56,7 @@ impl<T: Default> Bins<T> {
 
     /// The held bins of `from..=to` with their bin numbers, oldest first
     /// (one pass over the ring's two slices, no per-bin index arithmetic).
-    pub fn iter_range(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, &T)> {
+    pub fn iter_range(&self, from: i64, to: i64) -> impl DoubleEndedIterator<Item = (i64, &T)> {
         let hi = ((to.saturating_add(1)).min(self.end()) - self.base).max(0) as usize;
         let lo = ((from.max(self.base) - self.base) as usize).min(hi);
         let base = self.base + lo as i64;
@@ -145,6 +145,8 @@ mod tests {
         }
         let got: Vec<(i64, u32)> = b.iter_range(22, 24).map(|(k, v)| (k, *v)).collect();
         assert_eq!(got, vec![(22, 22), (23, 23), (24, 24)]);
+        let back: Vec<i64> = b.iter_range(22, 24).rev().map(|(k, _)| k).collect();
+        assert_eq!(back, vec![24, 23, 22], "reversed, bin numbers stay right");
         assert_eq!(b.iter_range(0, 20).map(|(k, _)| k).collect::<Vec<_>>(), vec![20]);
         assert_eq!(b.iter_range(25, 99).map(|(k, _)| k).collect::<Vec<_>>(), vec![25]);
         assert_eq!(b.iter_range(30, 40).count(), 0);

@@ -143,13 +143,16 @@ impl Lineage {
     /// Registers a clicker in cohort `bin` (first click wins). Returns false
     /// if the person was already a clicker or the limit was hit.
     pub fn add_clicker(&mut self, person: u64, bin: i64) -> bool {
-        let full = self.clickers.len() >= self.max_clickers;
-        // One hash probe for the lookup and the insertion.
-        let hashbrown::hash_map::Entry::Vacant(slot) = self.clickers.entry(person) else { return false };
-        if full {
-            self.shed += 1;
+        if self.clickers.len() >= self.max_clickers {
+            // At the limit: no `entry`, which could grow the table for a
+            // key it will not insert.
+            if !self.clickers.contains_key(&person) {
+                self.shed += 1;
+            }
             return false;
         }
+        // One hash probe for the lookup and the insertion.
+        let hashbrown::hash_map::Entry::Vacant(slot) = self.clickers.entry(person) else { return false };
         let spare = &mut self.spare;
         let Some(cohort) = self.cohorts.get_mut(bin) else { return false };
         if cohort.persons.capacity() == 0 {

@@ -222,12 +222,13 @@ impl Lineage {
         prior: Prior,
     ) -> LineageEstimate {
         let s = self.window_sums(first, last, gi, forward.map(|f| &f.delay));
-        let r_hat = if s.exposure > 0.0 { s.y as f64 / s.exposure } else { 0.0 };
-        let dispersion = s.offspring.dispersion(r_hat, s.clickers);
+        let exposure = s.offspring.exposure;
+        let r_hat = if exposure > 0.0 { s.y as f64 / exposure } else { 0.0 };
+        let dispersion = s.offspring.dispersion(r_hat, s.offspring.units);
         let shape = prior.shape() + s.y as f64 / dispersion;
-        let rate = 1.0 / prior.scale() + s.exposure / dispersion;
+        let rate = 1.0 / prior.scale() + exposure / dispersion;
         let lineage = Gamma { shape, scale: 1.0 / rate };
-        let mut est = LineageEstimate { posterior: lineage, dispersion, offspring: s.y, exposure: s.exposure, with_forwards: false };
+        let mut est = LineageEstimate { posterior: lineage, dispersion, offspring: s.y, exposure, with_forwards: false };
         if let Some(fm) = forward {
             if let Some(pooled) = with_forwards(&s, fm, &lineage) {
                 est.posterior = pooled;
@@ -244,23 +245,14 @@ impl Lineage {
             let age = (last - c) as usize;
             let f = gi.cdf(age);
             s.y += co.y;
-            s.exposure += co.n as f64 * f;
-            if f > 0.0 {
-                s.clickers += co.n;
-            }
             s.offspring.add(f, co.n, co.y, co.y2);
             if let Some(delay) = delay {
                 if f >= 0.9 {
                     s.y_mature += co.y;
                     s.r_mature += co.r;
                 }
-                let g = delay.cdf(age);
                 s.r += co.r;
-                s.forward_exposure += co.n as f64 * g;
-                if g > 0.0 {
-                    s.forward_units += co.n;
-                }
-                s.addressees.add(g, co.n, co.r, co.r2);
+                s.addressees.add(delay.cdf(age), co.n, co.r, co.r2);
             }
         }
         s
@@ -270,46 +262,44 @@ impl Lineage {
 /// Sums over the cohort window that every part of the estimate needs.
 #[derive(Debug, Default)]
 struct WindowSums {
-    /// Σ offspring.
+    /// Σ offspring, over every cohort (also those with F = 0).
     y: u64,
-    /// Σ n·F(L): expected offspring per unit R.
-    exposure: f64,
-    /// Clickers of cohorts with F(L) > 0.
-    clickers: u64,
-    /// Pearson sums of offspring per clicker (weights F).
-    offspring: PearsonSums,
+    /// Offspring per clicker, weighted by the GI CDF F (exposure Σ n·F:
+    /// expected offspring per unit R).
+    offspring: CohortSums,
     /// Σ offspring and Σ addressees of matured cohorts (F(L) ≥ 0.9).
     y_mature: u64,
     r_mature: u64,
     /// Σ forwarded addressees.
     r: u64,
-    /// Σ n·G(L), G the forward-delay CDF.
-    forward_exposure: f64,
-    /// Clickers of cohorts with G(L) > 0.
-    forward_units: u64,
-    /// Pearson sums of addressees per clicker (weights G).
-    addressees: PearsonSums,
+    /// Addressees per clicker, weighted by the forward-delay CDF G.
+    addressees: CohortSums,
 }
 
+/// Sums of a per-clicker count (offspring, or forwarded addressees) over
+/// cohorts whose observed fraction `f_c` (a delay CDF at the cohort's age) is
+/// positive: the clickers `Σ n_c`, the exposure `C = Σ n_c f_c`, `S = Σ S_c`
+/// and `A = Σ Q_c / f_c` (`S_c`, `Q_c` the cohort's sum and sum of squares).
+///
 /// Pearson's statistic `X² = Σ_c (Q_c − 2μ_c S_c + μ_c² n_c) / μ_c` with
-/// `μ_c = rate·f_c`, from sums that do not depend on the rate:
-/// `X² = A/rate − 2B + rate·C` with `A = Σ Q_c/f_c`, `B = Σ S_c`,
-/// `C = Σ n_c f_c` (over cohorts with `f_c > 0` and `n_c > 0`). So R̂ and
-/// X² come from the same pass.
+/// `μ_c = rate·f_c` is then `A/rate − 2S + rate·C`: the rate estimate and X²
+/// come from the same pass.
 #[derive(Debug, Default, Clone, Copy)]
-struct PearsonSums {
+struct CohortSums {
+    units: u64,
+    exposure: f64,
+    s1: f64,
     a: f64,
-    b: f64,
-    c: f64,
 }
 
-impl PearsonSums {
+impl CohortSums {
     #[inline]
     fn add(&mut self, f: f64, n: u64, s1: u64, s2: u64) {
         if f > 0.0 && n > 0 {
+            self.units += n;
+            self.exposure += n as f64 * f;
+            self.s1 += s1 as f64;
             self.a += s2 as f64 / f;
-            self.b += s1 as f64;
-            self.c += n as f64 * f;
         }
     }
 
@@ -318,7 +308,7 @@ impl PearsonSums {
         if rate <= 0.0 || units < 2 {
             return 1.0;
         }
-        let x2 = self.a / rate - 2.0 * self.b + rate * self.c;
+        let x2 = self.a / rate - 2.0 * self.s1 + rate * self.exposure;
         (x2 / (units - 1) as f64).max(1.0)
     }
 }
@@ -326,18 +316,19 @@ impl PearsonSums {
 /// The forward-based estimate pooled with the lineage posterior, if the
 /// matured cohorts hold enough addressees (module docs).
 fn with_forwards(s: &WindowSums, fm: &ForwardModel, lineage: &Gamma) -> Option<Gamma> {
-    if (s.r_mature as f64) < 4.0 * fm.click_prior_weight || s.forward_exposure <= 0.0 || s.r == 0 {
+    let forward_exposure = s.addressees.exposure;
+    if (s.r_mature as f64) < 4.0 * fm.click_prior_weight || forward_exposure <= 0.0 || s.r == 0 {
         return None;
     }
     let w = fm.click_prior_weight;
     let q = (s.y_mature as f64 + fm.click_prior * w) / (s.r_mature as f64 + w);
-    let m = s.r as f64 / s.forward_exposure;
-    let phi_m = s.addressees.dispersion(m, s.forward_units);
+    let m = s.r as f64 / forward_exposure;
+    let phi_m = s.addressees.dispersion(m, s.addressees.units);
     // Offspring per addressee are overdispersed like offspring per clicker:
     // reuse the lineage dispersion for q's binomial variance.
     let phi_q = s.offspring.dispersion(lineage.mean().max(1e-9), 2);
     let var_q = phi_q * q * (1.0 - q).max(0.0) / (s.r_mature as f64 + w);
-    let var_m = phi_m * m / s.forward_exposure;
+    let var_m = phi_m * m / forward_exposure;
     let r_fwd = q * m;
     if r_fwd <= 0.0 {
         return None;

@@ -337,22 +337,19 @@ fn prometheus_scrapes_floodgate_every_query_has_data_and_the_viral_alert_fires()
     }
 
     let mut problems = Vec::new();
-    if !pending_queries.is_empty() {
-        problems.push(format!(
-            "{} of {} dashboard/recording-rule queries (deploy/check.py --queries) never returned data:\n  {}",
-            pending_queries.len(),
-            queries.len(),
-            pending_queries.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ")
-        ));
-    }
-    if !pending_selectors.is_empty() {
-        problems.push(format!(
-            "{} of {} series selectors of the dashboard and rules (deploy/check.py --selectors) match nothing floodgate exports:\n  {}",
-            pending_selectors.len(),
-            selectors.len(),
-            pending_selectors.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ")
-        ));
-    }
+    // "<n> of <total> <what>:" and the ones left, one per line.
+    let mut left_over = |left: &[&String], total: usize, what: &str| {
+        if !left.is_empty() {
+            let list = left.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n  ");
+            problems.push(format!("{} of {total} {what}:\n  {list}", left.len()));
+        }
+    };
+    left_over(&pending_queries, queries.len(), "dashboard/recording-rule queries (deploy/check.py --queries) never returned data");
+    left_over(
+        &pending_selectors,
+        selectors.len(),
+        "series selectors of the dashboard and rules (deploy/check.py --selectors) match nothing floodgate exports",
+    );
     if !errors.is_empty() {
         problems.push(format!("query errors:\n  {}", errors.join("\n  ")));
     }

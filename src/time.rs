@@ -53,6 +53,12 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+thread_local! {
+    /// The `YYYY-MM-DD` bytes of the last date [`parse_rfc3339_ms`] accepted,
+    /// and its day number since 1970-01-01.
+    static LAST_DATE: std::cell::Cell<Option<((u64, u16), i64)>> = const { std::cell::Cell::new(None) };
+}
+
 /// Parses an RFC 3339 timestamp into milliseconds since the Unix epoch.
 /// Fractions beyond milliseconds are truncated. Returns `None` when the text is
 /// not RFC 3339 (the caller reports the reason).
@@ -61,18 +67,35 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
-    let year = digits(b, 0, 4)? as i64;
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    let hour = digits(b, 11, 2)?;
-    let min = digits(b, 14, 2)?;
-    let sec = digits(b, 17, 2)?;
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    // The fixed part, `YYYY-MM-DDTHH:MM:SS`, from one 19-byte array: no
+    // bounds checks, each digit checked by one wrapping subtraction.
+    let p: &[u8; 19] = b.first_chunk()?;
+    let d = |i: usize| {
+        let v = p[i].wrapping_sub(b'0');
+        (v <= 9).then_some(u32::from(v))
+    };
+    let two = |i: usize| Some(d(i)? * 10 + d(i + 1)?);
+    let (hour, min, sec) = (two(11)?, two(14)?, two(17)?);
+    if !matches!(p[10], b'T' | b't' | b' ') || p[13] != b':' || p[16] != b':' || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
+    // Events arrive in bursts of the same date: the last valid date and its
+    // day number are remembered (per thread), so a repeated date costs one
+    // comparison instead of the calendar arithmetic.
+    let date = (u64::from_le_bytes(*p.first_chunk::<8>()?), u16::from_le_bytes([p[8], p[9]]));
+    let days = match LAST_DATE.get() {
+        Some((seen, days)) if seen == date => days,
+        _ => {
+            let year = i64::from(two(0)? * 100 + two(2)?);
+            let (month, day) = (two(5)?, two(8)?);
+            if p[4] != b'-' || p[7] != b'-' || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+                return None;
+            }
+            let days = days_from_civil(year, month, day);
+            LAST_DATE.set(Some((date, days)));
+            days
+        }
+    };
     let mut i = 19;
     let mut millis = 0i64;
     if b.get(i) == Some(&b'.') {
@@ -109,7 +132,6 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(min) * 60 + i64::from(sec) - offset_s;
     Some(secs * 1000 + millis)
 }
@@ -223,6 +245,21 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339_ms(s), None, "{s}");
         }
+    }
+
+    /// The remembered date must never leak into another date, nor make a
+    /// bad time or a bad date acceptable.
+    #[test]
+    fn remembered_date_changes_nothing() {
+        for ms in (0..2000).map(|i| 1_772_438_400_000 + (i % 7) * 86_400_000 + i * 1_234_567) {
+            assert_eq!(parse_rfc3339_ms(&rfc3339(ms)), Some(ms));
+        }
+        assert_eq!(parse_rfc3339_ms("2026-03-02T08:00:00Z"), Some(1_772_438_400_000));
+        assert_eq!(parse_rfc3339_ms("2026-03-02T24:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2026-03-02X08:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2026-02-29T08:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2024-02-29T08:00:00Z"), Some(1_709_193_600_000));
+        assert_eq!(parse_rfc3339_ms("2026-02-29T08:00:00Z"), None);
     }
 
     #[test]

@@ -51,20 +51,11 @@
 //! cohorts hold at least `4 × click_prior_weight` addressees, so q̂ is driven
 //! by the campaign's own data and not by the prior.
 
-use hashbrown::HashMap;
-
+use super::clickers::ClickerTable;
 use super::gamma::Gamma;
 use super::generation_interval::GenerationInterval;
 use super::renewal::Prior;
 use super::window::Bins;
-
-/// One clicker: its cohort and its offspring / forwarded addressees so far.
-#[derive(Clone, Copy, Debug)]
-struct Clicker {
-    cohort: i64,
-    offspring: u32,
-    addressees: u32,
-}
 
 /// Sums over the clickers of one cohort.
 #[derive(Clone, Debug, Default)]
@@ -79,7 +70,6 @@ pub struct Cohort {
     pub r: u64,
     /// Σ forwarded addressees².
     pub r2: u64,
-    persons: Vec<u64>,
 }
 
 /// How forwards are used (`[estimator.forward]`).
@@ -111,9 +101,8 @@ pub struct LineageEstimate {
 /// Lineage state of one campaign.
 #[derive(Clone, Debug)]
 pub struct Lineage {
-    clickers: HashMap<u64, Clicker, foldhash::fast::FixedState>,
+    clickers: ClickerTable,
     cohorts: Bins<Cohort>,
-    spare: Vec<Vec<u64>>,
     max_clickers: usize,
     shed: u64,
 }
@@ -121,13 +110,7 @@ pub struct Lineage {
 impl Lineage {
     /// Empty state; at most `max_clickers` clickers are followed at once.
     pub fn new(first_bin: i64, max_clickers: usize) -> Self {
-        Lineage {
-            clickers: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6c69_6e65)),
-            cohorts: Bins::starting_at(first_bin),
-            spare: Vec::new(),
-            max_clickers,
-            shed: 0,
-        }
+        Lineage { clickers: ClickerTable::new(first_bin), cohorts: Bins::starting_at(first_bin), max_clickers, shed: 0 }
     }
 
     /// Clickers followed now.
@@ -140,36 +123,35 @@ impl Lineage {
         self.shed
     }
 
+    /// Starts loading what a coming [`Lineage::add_clicker`],
+    /// [`Lineage::add_offspring`] or [`Lineage::add_forward`] of `person`
+    /// will touch (see [`ClickerTable::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, person: u64) {
+        self.clickers.prefetch(person);
+    }
+
     /// Registers a clicker in cohort `bin` (first click wins). Returns false
     /// if the person was already a clicker or the limit was hit.
     pub fn add_clicker(&mut self, person: u64, bin: i64) -> bool {
         if self.clickers.len() >= self.max_clickers {
-            // At the limit: no `entry`, which could grow the table for a
-            // key it will not insert.
-            if !self.clickers.contains_key(&person) {
+            if !self.clickers.contains(person) {
                 self.shed += 1;
             }
             return false;
         }
-        // One hash probe for the lookup and the insertion.
-        let hashbrown::hash_map::Entry::Vacant(slot) = self.clickers.entry(person) else { return false };
-        let spare = &mut self.spare;
         let Some(cohort) = self.cohorts.get_mut(bin) else { return false };
-        if cohort.persons.capacity() == 0 {
-            if let Some(v) = spare.pop() {
-                cohort.persons = v;
-            }
+        if !self.clickers.insert(person, bin) {
+            return false;
         }
         cohort.n += 1;
-        cohort.persons.push(person);
-        slot.insert(Clicker { cohort: bin, offspring: 0, addressees: 0 });
         true
     }
 
     /// Records one offspring click of `parent`. Returns whether the parent is a
     /// followed clicker (the click is *linked*).
     pub fn add_offspring(&mut self, parent: u64) -> bool {
-        let Some(c) = self.clickers.get_mut(&parent) else { return false };
+        let Some(c) = self.clickers.get_mut(parent) else { return false };
         let y = u64::from(c.offspring);
         c.offspring = c.offspring.saturating_add(1);
         if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
@@ -182,7 +164,7 @@ impl Lineage {
     /// Records a forward by `person` to `addressees`. Returns whether the
     /// person is a followed clicker.
     pub fn add_forward(&mut self, person: u64, addressees: u64) -> bool {
-        let Some(c) = self.clickers.get_mut(&person) else { return false };
+        let Some(c) = self.clickers.get_mut(person) else { return false };
         let before = u64::from(c.addressees);
         let add = addressees.min(u64::from(u32::MAX) - before);
         c.addressees += add as u32;
@@ -194,18 +176,12 @@ impl Lineage {
         true
     }
 
-    /// Forgets cohorts before `bin` and their clickers.
+    /// Forgets cohorts before `bin` and their clickers (without visiting
+    /// each clicker: see [`ClickerTable`]).
     pub fn expire_before(&mut self, bin: i64) {
-        let clickers = &mut self.clickers;
-        let spare = &mut self.spare;
-        self.cohorts.drain_before(bin, |_, mut cohort| {
-            for p in cohort.persons.drain(..) {
-                clickers.remove(&p);
-            }
-            if cohort.persons.capacity() > 0 && spare.len() < 64 {
-                spare.push(std::mem::take(&mut cohort.persons));
-            }
-        });
+        let mut expired = 0u64;
+        self.cohorts.drain_before(bin, |_, cohort| expired += cohort.n);
+        self.clickers.expire_before(bin, usize::try_from(expired).unwrap_or(usize::MAX));
     }
 
     /// The estimate at the end of bin `last` (cohorts `first..=last`).

@@ -28,6 +28,7 @@
 //! generation-interval lengths.
 
 pub mod campaign;
+pub mod clickers;
 pub mod detector;
 pub mod forecast;
 pub mod gamma;

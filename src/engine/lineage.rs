@@ -51,11 +51,21 @@
 //! cohorts hold at least `4 × click_prior_weight` addressees, so q̂ is driven
 //! by the campaign's own data and not by the prior.
 
-use super::clickers::ClickerTable;
+use super::expiring::ExpiringTable;
 use super::gamma::Gamma;
 use super::generation_interval::GenerationInterval;
 use super::renewal::Prior;
 use super::window::Bins;
+
+/// One clicker's counts; its cohort (the bin of its first click) is its
+/// entry's bin in the clicker table.
+#[derive(Clone, Copy, Debug, Default)]
+struct Clicker {
+    /// Offspring clicks so far.
+    offspring: u32,
+    /// Forwarded addressees so far.
+    addressees: u32,
+}
 
 /// Sums over the clickers of one cohort.
 #[derive(Clone, Debug, Default)]
@@ -101,7 +111,7 @@ pub struct LineageEstimate {
 /// Lineage state of one campaign.
 #[derive(Clone, Debug)]
 pub struct Lineage {
-    clickers: ClickerTable,
+    clickers: ExpiringTable<Clicker>,
     cohorts: Bins<Cohort>,
     max_clickers: usize,
     shed: u64,
@@ -110,7 +120,7 @@ pub struct Lineage {
 impl Lineage {
     /// Empty state; at most `max_clickers` clickers are followed at once.
     pub fn new(first_bin: i64, max_clickers: usize) -> Self {
-        Lineage { clickers: ClickerTable::new(first_bin), cohorts: Bins::starting_at(first_bin), max_clickers, shed: 0 }
+        Lineage { clickers: ExpiringTable::new(first_bin), cohorts: Bins::starting_at(first_bin), max_clickers, shed: 0 }
     }
 
     /// Clickers followed now.
@@ -125,7 +135,7 @@ impl Lineage {
 
     /// Starts loading what a coming [`Lineage::add_clicker`],
     /// [`Lineage::add_offspring`] or [`Lineage::add_forward`] of `person`
-    /// will touch (see [`ClickerTable::prefetch`]).
+    /// will touch (see [`ExpiringTable::prefetch`]).
     #[inline]
     pub fn prefetch(&self, person: u64) {
         self.clickers.prefetch(person);
@@ -141,7 +151,7 @@ impl Lineage {
             return false;
         }
         let Some(cohort) = self.cohorts.get_mut(bin) else { return false };
-        if !self.clickers.insert(person, bin) {
+        if !self.clickers.insert(person, bin, Clicker::default()) {
             return false;
         }
         cohort.n += 1;
@@ -151,10 +161,11 @@ impl Lineage {
     /// Records one offspring click of `parent`. Returns whether the parent is a
     /// followed clicker (the click is *linked*).
     pub fn add_offspring(&mut self, parent: u64) -> bool {
-        let Some(c) = self.clickers.get_mut(parent) else { return false };
+        let Some(e) = self.clickers.get_mut(parent) else { return false };
+        let c = &mut e.value;
         let y = u64::from(c.offspring);
         c.offspring = c.offspring.saturating_add(1);
-        if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
+        if let Some(cohort) = self.cohorts.get_mut(e.bin) {
             cohort.y += 1;
             cohort.y2 += 2 * y + 1;
         }
@@ -164,12 +175,13 @@ impl Lineage {
     /// Records a forward by `person` to `addressees`. Returns whether the
     /// person is a followed clicker.
     pub fn add_forward(&mut self, person: u64, addressees: u64) -> bool {
-        let Some(c) = self.clickers.get_mut(person) else { return false };
+        let Some(e) = self.clickers.get_mut(person) else { return false };
+        let c = &mut e.value;
         let before = u64::from(c.addressees);
         let add = addressees.min(u64::from(u32::MAX) - before);
         c.addressees += add as u32;
         let after = before + add;
-        if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
+        if let Some(cohort) = self.cohorts.get_mut(e.bin) {
             cohort.r += add;
             cohort.r2 += after * after - before * before;
         }
@@ -177,7 +189,7 @@ impl Lineage {
     }
 
     /// Forgets cohorts before `bin` and their clickers (without visiting
-    /// each clicker: see [`ClickerTable`]).
+    /// each clicker: see [`ExpiringTable`]).
     pub fn expire_before(&mut self, bin: i64) {
         let mut expired = 0u64;
         self.cohorts.drain_before(bin, |_, cohort| expired += cohort.n);

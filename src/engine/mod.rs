@@ -28,8 +28,8 @@
 //! generation-interval lengths.
 
 pub mod campaign;
-pub mod clickers;
 pub mod detector;
+pub mod expiring;
 pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;

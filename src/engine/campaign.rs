@@ -133,28 +133,13 @@ impl Campaign {
                 i += 1;
             }
         }
-        // Each item touches a random clicker: a cache miss on a big
-        // campaign. Prefetching `AHEAD` items ahead overlaps those misses.
-        const AHEAD: usize = 8;
-        let new_clicker = |p: &Pending| matches!(p.what, PendingKind::Click { has_person: true, .. }).then_some(p.person);
-        for (i, p) in work.iter().enumerate() {
-            if let Some(ahead) = work.get(i + AHEAD).and_then(new_clicker) {
-                self.lineage.prefetch(ahead);
-            }
-            if let Some(person) = new_clicker(p) {
-                self.lineage.add_clicker(person, b);
+        for p in work.iter() {
+            if let PendingKind::Click { has_person: true, .. } = p.what {
+                self.lineage.add_clicker(p.person, b);
             }
         }
-        let link = |p: &Pending| match p.what {
-            PendingKind::Click { has_parent: true, .. } => Some(p.other),
-            PendingKind::Forward => Some(p.person),
-            _ => None,
-        };
         let mut linked = 0u32;
-        for (i, p) in work.iter().enumerate() {
-            if let Some(ahead) = work.get(i + AHEAD).and_then(link) {
-                self.lineage.prefetch(ahead);
-            }
+        for p in work.iter() {
             match p.what {
                 PendingKind::Click { has_parent: true, .. } if self.lineage.add_offspring(p.other) => linked += 1,
                 PendingKind::Forward => {

@@ -51,19 +51,18 @@
 //! cohorts hold at least `4 × click_prior_weight` addressees, so q̂ is driven
 //! by the campaign's own data and not by the prior.
 
-use super::expiring::ExpiringTable;
+use hashbrown::HashMap;
+
 use super::gamma::Gamma;
 use super::generation_interval::GenerationInterval;
 use super::renewal::Prior;
 use super::window::Bins;
 
-/// One clicker's counts; its cohort (the bin of its first click) is its
-/// entry's bin in the clicker table.
-#[derive(Clone, Copy, Debug, Default)]
+/// One clicker: its cohort and its offspring / forwarded addressees so far.
+#[derive(Clone, Copy, Debug)]
 struct Clicker {
-    /// Offspring clicks so far.
+    cohort: i64,
     offspring: u32,
-    /// Forwarded addressees so far.
     addressees: u32,
 }
 
@@ -80,6 +79,7 @@ pub struct Cohort {
     pub r: u64,
     /// Σ forwarded addressees².
     pub r2: u64,
+    persons: Vec<u64>,
 }
 
 /// How forwards are used (`[estimator.forward]`).
@@ -111,8 +111,9 @@ pub struct LineageEstimate {
 /// Lineage state of one campaign.
 #[derive(Clone, Debug)]
 pub struct Lineage {
-    clickers: ExpiringTable<Clicker>,
+    clickers: HashMap<u64, Clicker, foldhash::fast::FixedState>,
     cohorts: Bins<Cohort>,
+    spare: Vec<Vec<u64>>,
     max_clickers: usize,
     shed: u64,
 }
@@ -120,7 +121,13 @@ pub struct Lineage {
 impl Lineage {
     /// Empty state; at most `max_clickers` clickers are followed at once.
     pub fn new(first_bin: i64, max_clickers: usize) -> Self {
-        Lineage { clickers: ExpiringTable::new(first_bin), cohorts: Bins::starting_at(first_bin), max_clickers, shed: 0 }
+        Lineage {
+            clickers: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6c69_6e65)),
+            cohorts: Bins::starting_at(first_bin),
+            spare: Vec::new(),
+            max_clickers,
+            shed: 0,
+        }
     }
 
     /// Clickers followed now.
@@ -133,39 +140,39 @@ impl Lineage {
         self.shed
     }
 
-    /// Starts loading what a coming [`Lineage::add_clicker`],
-    /// [`Lineage::add_offspring`] or [`Lineage::add_forward`] of `person`
-    /// will touch (see [`ExpiringTable::prefetch`]).
-    #[inline]
-    pub fn prefetch(&self, person: u64) {
-        self.clickers.prefetch(person);
-    }
-
     /// Registers a clicker in cohort `bin` (first click wins). Returns false
     /// if the person was already a clicker or the limit was hit.
     pub fn add_clicker(&mut self, person: u64, bin: i64) -> bool {
         if self.clickers.len() >= self.max_clickers {
-            if !self.clickers.contains(person) {
+            // At the limit: no `entry`, which could grow the table for a
+            // key it will not insert.
+            if !self.clickers.contains_key(&person) {
                 self.shed += 1;
             }
             return false;
         }
+        // One hash probe for the lookup and the insertion.
+        let hashbrown::hash_map::Entry::Vacant(slot) = self.clickers.entry(person) else { return false };
+        let spare = &mut self.spare;
         let Some(cohort) = self.cohorts.get_mut(bin) else { return false };
-        if !self.clickers.insert(person, bin, Clicker::default()) {
-            return false;
+        if cohort.persons.capacity() == 0 {
+            if let Some(v) = spare.pop() {
+                cohort.persons = v;
+            }
         }
         cohort.n += 1;
+        cohort.persons.push(person);
+        slot.insert(Clicker { cohort: bin, offspring: 0, addressees: 0 });
         true
     }
 
     /// Records one offspring click of `parent`. Returns whether the parent is a
     /// followed clicker (the click is *linked*).
     pub fn add_offspring(&mut self, parent: u64) -> bool {
-        let Some(e) = self.clickers.get_mut(parent) else { return false };
-        let c = &mut e.value;
+        let Some(c) = self.clickers.get_mut(&parent) else { return false };
         let y = u64::from(c.offspring);
         c.offspring = c.offspring.saturating_add(1);
-        if let Some(cohort) = self.cohorts.get_mut(e.bin) {
+        if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
             cohort.y += 1;
             cohort.y2 += 2 * y + 1;
         }
@@ -175,25 +182,30 @@ impl Lineage {
     /// Records a forward by `person` to `addressees`. Returns whether the
     /// person is a followed clicker.
     pub fn add_forward(&mut self, person: u64, addressees: u64) -> bool {
-        let Some(e) = self.clickers.get_mut(person) else { return false };
-        let c = &mut e.value;
+        let Some(c) = self.clickers.get_mut(&person) else { return false };
         let before = u64::from(c.addressees);
         let add = addressees.min(u64::from(u32::MAX) - before);
         c.addressees += add as u32;
         let after = before + add;
-        if let Some(cohort) = self.cohorts.get_mut(e.bin) {
+        if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
             cohort.r += add;
             cohort.r2 += after * after - before * before;
         }
         true
     }
 
-    /// Forgets cohorts before `bin` and their clickers (without visiting
-    /// each clicker: see [`ExpiringTable`]).
+    /// Forgets cohorts before `bin` and their clickers.
     pub fn expire_before(&mut self, bin: i64) {
-        let mut expired = 0u64;
-        self.cohorts.drain_before(bin, |_, cohort| expired += cohort.n);
-        self.clickers.expire_before(bin, usize::try_from(expired).unwrap_or(usize::MAX));
+        let clickers = &mut self.clickers;
+        let spare = &mut self.spare;
+        self.cohorts.drain_before(bin, |_, mut cohort| {
+            for p in cohort.persons.drain(..) {
+                clickers.remove(&p);
+            }
+            if cohort.persons.capacity() > 0 && spare.len() < 64 {
+                spare.push(std::mem::take(&mut cohort.persons));
+            }
+        });
     }
 
     /// The estimate at the end of bin `last` (cohorts `first..=last`).

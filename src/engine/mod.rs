@@ -29,7 +29,6 @@
 
 pub mod campaign;
 pub mod detector;
-pub mod expiring;
 pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;

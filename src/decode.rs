@@ -280,6 +280,14 @@ fn validate(raw: Raw<'_>) -> Result<Event<'_>, Rejection> {
 /// duplicate keys, invalid UTF-8, malformed JSON — which then takes the
 /// `serde_json` path, so accepted input, values and rejections (reason and
 /// message) are those of `serde_json` in every case.
+///
+/// Strings are found in one of two ways (the `Strings` trait): a
+/// *plain* line (printable ASCII, no backslash, at most 256 bytes — what
+/// producers normally write) has all its quotes located by one SSE2 pass up
+/// front, and each string ends at the next quote bit; any other line is
+/// searched eight bytes at a time as it is read. The SSE2 pass and the
+/// UTF-8 shortcut it allows are the crate's only `unsafe` code, each block
+/// with the argument for its safety beside it.
 mod fast {
     use std::borrow::Cow;
 

@@ -32,16 +32,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
-    let mut v = 0u32;
-    for i in 0..n {
-        let c = *b.get(at + i)?;
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + u32::from(c - b'0');
-    }
-    Some(v)
+/// The two-digit number at `b[at..at + 2]`; each digit is checked by one
+/// wrapping subtraction (inlined on a fixed-size array, the bounds checks go).
+#[inline]
+fn two_digits(b: &[u8], at: usize) -> Option<u32> {
+    let (hi, lo) = (b.get(at)?.wrapping_sub(b'0'), b.get(at + 1)?.wrapping_sub(b'0'));
+    (hi <= 9 && lo <= 9).then(|| u32::from(hi) * 10 + u32::from(lo))
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -67,14 +63,9 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     if b.len() < 20 {
         return None;
     }
-    // The fixed part, `YYYY-MM-DDTHH:MM:SS`, from one 19-byte array: no
-    // bounds checks, each digit checked by one wrapping subtraction.
+    // The fixed part, `YYYY-MM-DDTHH:MM:SS`, from one 19-byte array.
     let p: &[u8; 19] = b.first_chunk()?;
-    let d = |i: usize| {
-        let v = p[i].wrapping_sub(b'0');
-        (v <= 9).then_some(u32::from(v))
-    };
-    let two = |i: usize| Some(d(i)? * 10 + d(i + 1)?);
+    let two = |i: usize| two_digits(p, i);
     let (hour, min, sec) = (two(11)?, two(14)?, two(17)?);
     if !matches!(p[10], b'T' | b't' | b' ') || p[13] != b':' || p[16] != b':' || hour > 23 || min > 59 || sec > 60 {
         return None;
@@ -118,8 +109,8 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let offset_s: i64 = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
         sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh = digits(b, i + 1, 2)? as i64;
-            let om = digits(b, i + 4, 2)? as i64;
+            let oh = i64::from(two_digits(b, i + 1)?);
+            let om = i64::from(two_digits(b, i + 4)?);
             if oh > 23 || om > 59 {
                 return None;
             }

@@ -232,6 +232,7 @@ impl<S: FnMut(&Signal) -> io::Result<()>, E: FnMut(&LineError)> Driver<'_, S, E>
     }
 }
 
+/// A line held back because its time was far ahead of the others.
 struct Held {
     bytes: Vec<u8>,
     line: u64,

@@ -899,7 +899,7 @@ impl Engine {
             let from = last_bin - self.forecast_gi.len() as i64 + 1;
             for (t, x) in c.bins.iter_range(from, last_bin) {
                 self.history.resize((t - from) as usize, 0.0);
-                self.history.push(f64::from(x.local) + f64::from(x.imported));
+                self.history.push(x.incidence());
             }
             self.history.resize(self.forecast_gi.len(), 0.0);
         }
@@ -1004,7 +1004,7 @@ impl Engine {
 /// in the last K bins) costs a few terms, not K index computations.
 fn infectivity_at(bins: &window::Bins<window::BinCounts>, w: &[f64], t: i64) -> f64 {
     let k = w.len() as i64 - 1;
-    bins.iter_range(t - k, t - 1).rev().map(|(u, x)| w[(t - u) as usize] * (f64::from(x.local) + f64::from(x.imported))).sum()
+    bins.iter_range(t - k, t - 1).rev().map(|(u, x)| w[(t - u) as usize] * x.incidence()).sum()
 }
 
 /// The live campaign in `slot` (slots handed out by the engine are live

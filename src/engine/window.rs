@@ -23,6 +23,13 @@ pub struct BinCounts {
     pub lambda: f64,
 }
 
+impl BinCounts {
+    /// The bin's incidence I_t of the renewal model: local + imported clicks.
+    pub fn incidence(&self) -> f64 {
+        f64::from(self.local) + f64::from(self.imported)
+    }
+}
+
 /// A ring of bins indexed by absolute bin number.
 #[derive(Clone, Debug, Default)]
 pub struct Bins<T> {

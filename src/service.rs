@@ -1369,6 +1369,13 @@ impl PartitionTask {
                     kind = Some(ev.kind);
                     let mut result = self.engine.apply(&ev, &mut self.out);
                     let is_future = matches!(&result, Err(r) if r.reason == RejectReason::Future);
+                    let hold = |result: &Result<Applied, Rejection>| Held {
+                        offset: m.offset,
+                        key: m.key.map(<[u8]>::to_vec),
+                        bytes: payload.to_vec(),
+                        ts_ms: ev.ts_ms,
+                        rejection: result.clone().err(),
+                    };
                     match (self.held.take(), is_future) {
                         (Some(h), true) if (ev.ts_ms - h.ts_ms).abs() <= max_future => {
                             self.engine.accept_jump(h.ts_ms.min(ev.ts_ms));
@@ -1388,24 +1395,12 @@ impl PartitionTask {
                             dead.push((h.offset, h.key, h.bytes, r));
                             if is_future {
                                 hold_this = true;
-                                self.held = Some(Held {
-                                    offset: m.offset,
-                                    key: m.key.map(<[u8]>::to_vec),
-                                    bytes: payload.to_vec(),
-                                    ts_ms: ev.ts_ms,
-                                    rejection: result.clone().err(),
-                                });
+                                self.held = Some(hold(&result));
                             }
                         }
                         (None, true) => {
                             hold_this = true;
-                            self.held = Some(Held {
-                                offset: m.offset,
-                                key: m.key.map(<[u8]>::to_vec),
-                                bytes: payload.to_vec(),
-                                ts_ms: ev.ts_ms,
-                                rejection: result.clone().err(),
-                            });
+                            self.held = Some(hold(&result));
                         }
                         (None, false) => {}
                     }

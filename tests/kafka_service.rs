@@ -130,6 +130,47 @@ fn kafka_bad_messages_go_to_the_dead_letter_topic() {
     assert_eq!(svc.metric("floodgate_unkeyed_events_total"), 0.0);
 }
 
+/// Two input topics: every message is applied, and a dead letter names the
+/// topic it came from (an instance reading one topic skips asking each
+/// message for its topic name; one reading several must ask).
+#[test]
+fn kafka_reads_every_input_topic() {
+    require_broker();
+    let name = unique("topics");
+    let (first, second) = (format!("{name}.a"), format!("{name}.b"));
+    let lines = demo_lines(4);
+    let campaigns: BTreeSet<&str> = lines.iter().filter_map(|l| floodgate::source::kafka::campaign_of(l.as_bytes())).collect();
+    let one = campaigns.iter().next().copied().unwrap();
+    let (mut a, mut b): (Vec<String>, Vec<String>) =
+        lines.iter().cloned().partition(|l| floodgate::source::kafka::campaign_of(l.as_bytes()) == Some(one));
+    assert!(!a.is_empty() && !b.is_empty(), "both topics get events");
+    a.insert(a.len() / 2, "not json (first topic)".to_string());
+    b.insert(b.len() / 2, "not json (second topic)".to_string());
+    produce(&first, 1, &a);
+    produce(&second, 1, &b);
+    let dir = tempdir();
+    let svc = Service::start(&name, &format!("{first},{second}"), &name, &dir, "run");
+    svc.wait_ready(Duration::from_secs(20));
+    svc.wait_for("every valid event applied", Duration::from_secs(30), |s| s.events_applied() >= lines.len() as f64);
+    svc.wait_for("dead letters counted", Duration::from_secs(10), |s| s.metric("floodgate_dead_letter_total") >= 2.0);
+    assert_eq!(svc.events_applied(), lines.len() as f64, "every valid event of both topics is applied once");
+    let dead = read_topic(&format!("{name}.dlq"), Duration::from_secs(2));
+    let sources: BTreeSet<(String, Vec<u8>)> =
+        dead.iter().map(|r| (r.header("floodgate.source.topic").unwrap_or_default(), r.payload.clone())).collect();
+    let expected: BTreeSet<(String, Vec<u8>)> =
+        [(first.clone(), b"not json (first topic)".to_vec()), (second.clone(), b"not json (second topic)".to_vec())].into_iter().collect();
+    assert_eq!(sources, expected, "each dead letter names its own source topic");
+    let records = read_topic(&format!("{name}.sig"), Duration::from_secs(2));
+    let run_onsets: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.header("ce_type").as_deref() == Some("floodgate.viral_onset"))
+        .filter_map(|r| r.header("ce_id"))
+        .collect();
+    let replay_onsets = onset_ids(&replay_signals(&lines));
+    assert!(!run_onsets.is_empty(), "the demo's viral campaigns are detected");
+    assert!(run_onsets.is_subset(&replay_onsets), "run {run_onsets:?} against replay {replay_onsets:?}");
+}
+
 /// A log of many campaigns, some viral, for the group tests.
 fn group_lines() -> Vec<String> {
     standard_lines(2_500)

@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use hashbrown::HashSet;
-
+use super::dedup::Dedup;
 use super::detector::Detector;
 use super::forecast::{Demand, SendRecord};
 use super::gamma::Gamma;
@@ -27,8 +26,6 @@ pub(crate) struct Pending {
     pub person: u64,
     /// Parent key (clicks) or addressees (forwards).
     pub other: u64,
-    /// Dedup key, 0 if the event had no id.
-    pub id: u64,
 }
 
 /// What a pending item is.
@@ -38,8 +35,6 @@ pub(crate) enum PendingKind {
     Click { has_person: bool, has_parent: bool },
     /// A forward by `person` to `other` addressees.
     Forward,
-    /// Only an id to forget when the bin closes (sends, clicks without lineage).
-    IdOnly,
 }
 
 /// The posterior and bookkeeping of one campaign at one bin step.
@@ -70,7 +65,7 @@ pub(crate) struct Campaign {
     pub target: Option<u32>,
     pub bins: Bins<BinCounts>,
     pub pending: Vec<Pending>,
-    pub dedup: HashSet<u64, foldhash::fast::FixedState>,
+    pub dedup: Dedup,
     pub lineage: Lineage,
     /// Next bin this campaign has not closed.
     pub closed: i64,
@@ -98,7 +93,7 @@ impl Campaign {
             target: None,
             bins: Bins::starting_at(start),
             pending: Vec::new(),
-            dedup: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(0x6475_7065)),
+            dedup: Dedup::default(),
             lineage: Lineage::new(start, max_clickers),
             closed,
             last_event_ms: i64::MIN,
@@ -122,8 +117,8 @@ impl Campaign {
     }
 
     /// Applies the pending items of bin `b`: registers its clickers first,
-    /// then links offspring and forwards. Returns dedup ids to forget via `forget`.
-    pub fn settle_bin(&mut self, b: i64, work: &mut Vec<Pending>, mut forget: impl FnMut(u64)) {
+    /// then links offspring and forwards.
+    pub fn settle_bin(&mut self, b: i64, work: &mut Vec<Pending>) {
         work.clear();
         let mut i = 0;
         while i < self.pending.len() {
@@ -146,10 +141,6 @@ impl Campaign {
                     self.lineage.add_forward(p.person, p.other);
                 }
                 _ => {}
-            }
-            if p.id != 0 {
-                self.dedup.remove(&p.id);
-                forget(p.id);
             }
         }
         if let Some(bc) = self.bins.get_mut(b) {

@@ -22,12 +22,14 @@
 //! capacity is requested before the first click.
 //!
 //! Hot path: [`Engine::apply`] does one hash lookup for the campaign (no
-//! allocation for a known campaign), one or two hash operations (dedup id,
-//! pending link) and bin arithmetic — O(1) amortised. Per-bin work is
+//! allocation for a known campaign), one in the dedup ids of the event's bin
+//! (`dedup.rs`), a push of the pending link and bin arithmetic — O(1)
+//! amortised. Per-bin work is
 //! proportional to the number of *active* campaigns times the window and
 //! generation-interval lengths.
 
 pub mod campaign;
+pub mod dedup;
 pub mod detector;
 pub mod forecast;
 pub mod gamma;
@@ -49,6 +51,7 @@ use crate::signal::{CampaignDemand, Episode, Estimate, Method, RSummary, ScaleAh
 use crate::time::rfc3339;
 
 use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
+use dedup::Seen;
 use detector::Transition;
 use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord};
 use generation_interval::GenerationInterval;
@@ -365,25 +368,17 @@ impl Engine {
             self.stats.shed_campaigns += 1;
             return Ok(Applied::Shed);
         };
-        let id = match &ev.id {
-            Some(id) => {
-                let key = person_key(id) | 1;
-                let c = slot_mut(&mut self.campaigns, slot);
-                if c.dedup.contains(&key) {
+        if let Some(id) = &ev.id {
+            let room = self.dedup_ids < u64::from(self.cfg.limits.max_dedup_ids);
+            match slot_mut(&mut self.campaigns, slot).dedup.check(bin, person_key(id), room) {
+                Seen::Before => {
                     self.stats.duplicates += 1;
                     return Ok(Applied::Duplicate);
                 }
-                if self.dedup_ids < u64::from(self.cfg.limits.max_dedup_ids) {
-                    c.dedup.insert(key);
-                    self.dedup_ids += 1;
-                    key
-                } else {
-                    self.stats.shed_dedup_ids += 1;
-                    0
-                }
+                Seen::New => self.dedup_ids += 1,
+                Seen::NoRoom => self.stats.shed_dedup_ids += 1,
             }
-            None => 0,
-        };
+        }
         self.max_ts = Some(self.max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
         self.active_until = self.active_until.max(bin + self.keep_active_bins);
         let target = match &ev.target {
@@ -399,7 +394,7 @@ impl Engine {
             self.stats.late += 1;
             return Ok(Applied::Late);
         };
-        let mut pending = Pending { bin, what: PendingKind::IdOnly, person: 0, other: 0, id };
+        let mut pending = None;
         match ev.kind {
             EventKind::Send => {
                 self.stats.sends += 1;
@@ -416,22 +411,19 @@ impl Engine {
                 let person = ev.person.as_deref().map(person_key);
                 let parent = ev.parent.as_deref().map(person_key);
                 if person.is_some() || parent.is_some() {
-                    pending.what = PendingKind::Click { has_person: person.is_some(), has_parent: parent.is_some() };
-                    pending.person = person.unwrap_or(0);
-                    pending.other = parent.unwrap_or(0);
+                    let what = PendingKind::Click { has_person: person.is_some(), has_parent: parent.is_some() };
+                    pending = Some(Pending { bin, what, person: person.unwrap_or(0), other: parent.unwrap_or(0) });
                 }
             }
             EventKind::Forward => {
                 self.stats.forwards += 1;
                 if let Some(p) = ev.person.as_deref() {
-                    pending.what = PendingKind::Forward;
-                    pending.person = person_key(p);
-                    pending.other = ev.recipients;
+                    pending = Some(Pending { bin, what: PendingKind::Forward, person: person_key(p), other: ev.recipients });
                 }
             }
         }
-        if pending.what != PendingKind::IdOnly || pending.id != 0 {
-            c.pending.push(pending);
+        if let Some(p) = pending {
+            c.pending.push(p);
         }
         if let Some(t) = target {
             self.attach_target(slot, t);
@@ -597,6 +589,7 @@ impl Engine {
                 if c.closed < cl {
                     // Woken from dormancy: skip the empty bins.
                     c.closed = cl;
+                    self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.forget_before(cl) as u64);
                     c.lineage.expire_before(cl - lineage_bins);
                     c.bins.trim_before(cl - keep);
                 }
@@ -741,17 +734,17 @@ impl Engine {
 
     fn detect_campaign(&mut self, slot: u32, b: i64, time_ms: i64, out: &mut Vec<Signal>) {
         let mut work = std::mem::take(&mut self.work);
-        let mut forgotten = 0u64;
-        {
+        let forgotten = {
             let lineage_bins = self.lineage_bins;
             let c = self.campaign_mut(slot);
             // Bins skipped while dormant hold nothing pending.
-            c.settle_bin(b, &mut work, |_| forgotten += 1);
+            c.settle_bin(b, &mut work);
             c.closed = b + 1;
             c.lineage.expire_before(b + 1 - lineage_bins);
-        }
+            c.dedup.forget_before(b + 1)
+        };
         self.work = work;
-        self.dedup_ids = self.dedup_ids.saturating_sub(forgotten);
+        self.dedup_ids = self.dedup_ids.saturating_sub(forgotten as u64);
         self.close_infectivity(slot, b);
         let estimate = self.estimate(slot, b, time_ms);
         let emit_estimates = self.emit_estimates;

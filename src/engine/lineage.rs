@@ -79,7 +79,6 @@ pub struct Cohort {
     pub r: u64,
     /// Σ forwarded addressees².
     pub r2: u64,
-    persons: Vec<u64>,
 }
 
 /// How forwards are used (`[estimator.forward]`).
@@ -109,11 +108,22 @@ pub struct LineageEstimate {
 }
 
 /// Lineage state of one campaign.
+///
+/// Expiry is lazy. When cohorts leave the lineage window their clickers are
+/// not looked up and removed one by one (a cache miss each, in a table of
+/// up to hundreds of thousands of clickers): an entry whose cohort is before
+/// `cohorts.base()` is *expired*, reads as absent, and is overwritten if the
+/// person clicks again. Expired entries are purged together, in one
+/// sequential pass over the table, once they reach half the live ones, so
+/// the table holds at most 1.5 entries per followed clicker and the purge
+/// costs O(1) per expired entry.
 #[derive(Clone, Debug)]
 pub struct Lineage {
+    /// Followed clickers, and expired ones not purged yet.
     clickers: HashMap<u64, Clicker, foldhash::fast::FixedState>,
     cohorts: Bins<Cohort>,
-    spare: Vec<Vec<u64>>,
+    /// Entries of `clickers` whose cohort has expired.
+    expired: usize,
     max_clickers: usize,
     shed: u64,
 }
@@ -124,7 +134,7 @@ impl Lineage {
         Lineage {
             clickers: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6c69_6e65)),
             cohorts: Bins::starting_at(first_bin),
-            spare: Vec::new(),
+            expired: 0,
             max_clickers,
             shed: 0,
         }
@@ -132,7 +142,7 @@ impl Lineage {
 
     /// Clickers followed now.
     pub fn clickers(&self) -> usize {
-        self.clickers.len()
+        self.clickers.len() - self.expired
     }
 
     /// Clickers not followed because of `limits.max_clickers_per_campaign`.
@@ -143,33 +153,40 @@ impl Lineage {
     /// Registers a clicker in cohort `bin` (first click wins). Returns false
     /// if the person was already a clicker or the limit was hit.
     pub fn add_clicker(&mut self, person: u64, bin: i64) -> bool {
-        if self.clickers.len() >= self.max_clickers {
+        let live_from = self.cohorts.base();
+        if self.clickers() >= self.max_clickers {
             // At the limit: no `entry`, which could grow the table for a
             // key it will not insert.
-            if !self.clickers.contains_key(&person) {
+            if self.clickers.get(&person).is_none_or(|c| c.cohort < live_from) {
                 self.shed += 1;
             }
             return false;
         }
-        // One hash probe for the lookup and the insertion.
-        let hashbrown::hash_map::Entry::Vacant(slot) = self.clickers.entry(person) else { return false };
-        let spare = &mut self.spare;
         let Some(cohort) = self.cohorts.get_mut(bin) else { return false };
-        if cohort.persons.capacity() == 0 {
-            if let Some(v) = spare.pop() {
-                cohort.persons = v;
+        let clicker = Clicker { cohort: bin, offspring: 0, addressees: 0 };
+        // One hash probe for the lookup and the insertion.
+        match self.clickers.entry(person) {
+            hashbrown::hash_map::Entry::Occupied(mut e) => {
+                if e.get().cohort >= live_from {
+                    return false;
+                }
+                // Expired: the person starts over as a new clicker.
+                e.insert(clicker);
+                self.expired -= 1;
+            }
+            hashbrown::hash_map::Entry::Vacant(e) => {
+                e.insert(clicker);
             }
         }
         cohort.n += 1;
-        cohort.persons.push(person);
-        slot.insert(Clicker { cohort: bin, offspring: 0, addressees: 0 });
         true
     }
 
     /// Records one offspring click of `parent`. Returns whether the parent is a
     /// followed clicker (the click is *linked*).
     pub fn add_offspring(&mut self, parent: u64) -> bool {
-        let Some(c) = self.clickers.get_mut(&parent) else { return false };
+        let live_from = self.cohorts.base();
+        let Some(c) = self.clickers.get_mut(&parent).filter(|c| c.cohort >= live_from) else { return false };
         let y = u64::from(c.offspring);
         c.offspring = c.offspring.saturating_add(1);
         if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
@@ -182,7 +199,8 @@ impl Lineage {
     /// Records a forward by `person` to `addressees`. Returns whether the
     /// person is a followed clicker.
     pub fn add_forward(&mut self, person: u64, addressees: u64) -> bool {
-        let Some(c) = self.clickers.get_mut(&person) else { return false };
+        let live_from = self.cohorts.base();
+        let Some(c) = self.clickers.get_mut(&person).filter(|c| c.cohort >= live_from) else { return false };
         let before = u64::from(c.addressees);
         let add = addressees.min(u64::from(u32::MAX) - before);
         c.addressees += add as u32;
@@ -194,18 +212,25 @@ impl Lineage {
         true
     }
 
-    /// Forgets cohorts before `bin` and their clickers.
+    /// Forgets cohorts before `bin` and their clickers (lazily: see
+    /// [`Lineage`]).
     pub fn expire_before(&mut self, bin: i64) {
-        let clickers = &mut self.clickers;
-        let spare = &mut self.spare;
-        self.cohorts.drain_before(bin, |_, mut cohort| {
-            for p in cohort.persons.drain(..) {
-                clickers.remove(&p);
-            }
-            if cohort.persons.capacity() > 0 && spare.len() < 64 {
-                spare.push(std::mem::take(&mut cohort.persons));
-            }
-        });
+        let mut expired = 0u64;
+        self.cohorts.drain_before(bin, |_, cohort| expired += cohort.n);
+        if expired == 0 {
+            return;
+        }
+        self.expired += usize::try_from(expired).unwrap_or(usize::MAX);
+        let live = self.clickers();
+        if live == 0 {
+            // Nothing followed any more: give the table's memory back.
+            self.clickers = HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6c69_6e65));
+            self.expired = 0;
+        } else if self.expired * 2 >= live {
+            let live_from = self.cohorts.base();
+            self.clickers.retain(|_, c| c.cohort >= live_from);
+            self.expired = 0;
+        }
     }
 
     /// The estimate at the end of bin `last` (cohorts `first..=last`).
@@ -517,6 +542,56 @@ mod tests {
         assert!(!l.add_offspring(1));
         assert!(l.add_offspring(2));
         assert_eq!(l.clickers(), 1);
+    }
+
+    #[test]
+    fn an_expired_clicker_clicking_again_starts_a_new_cohort() {
+        let mut l = Lineage::new(0, 1000);
+        assert!(l.add_clicker(1, 0));
+        assert!(!l.add_clicker(1, 0), "first click wins");
+        l.expire_before(1);
+        assert_eq!(l.clickers(), 0);
+        assert!(!l.add_forward(1, 3), "an expired clicker is not followed");
+        assert!(l.add_clicker(1, 2));
+        assert!(l.add_forward(1, 3));
+        assert_eq!(l.cohorts.get(2).map(|c| (c.n, c.r)), Some((1, 3)));
+        assert_eq!(l.clickers(), 1);
+    }
+
+    proptest::proptest! {
+        /// Lazy expiry against eager removal (a map person → cohort from
+        /// which expired cohorts' clickers are removed at once): the same
+        /// answers, the same count, and at most 1.5 table entries per
+        /// followed clicker.
+        #[test]
+        fn lazy_expiry_behaves_like_removal(ops in proptest::collection::vec((0u8..4, 0u64..60, 0i64..3), 1..600)) {
+            let mut l = Lineage::new(0, 40);
+            let mut model: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+            let mut now = 0i64;
+            let mut base = 0i64;
+            for (op, person, step) in ops {
+                match op {
+                    0 => {
+                        let bin = now + step;
+                        let expected = !model.contains_key(&person) && model.len() < 40;
+                        if expected {
+                            model.insert(person, bin);
+                        }
+                        proptest::prop_assert_eq!(l.add_clicker(person, bin), expected);
+                    }
+                    1 => proptest::prop_assert_eq!(l.add_offspring(person), model.contains_key(&person)),
+                    2 => proptest::prop_assert_eq!(l.add_forward(person, 2), model.contains_key(&person)),
+                    _ => {
+                        now += step;
+                        base = base.max(now - 2);
+                        l.expire_before(base);
+                        model.retain(|_, &mut c| c >= base);
+                    }
+                }
+                proptest::prop_assert_eq!(l.clickers(), model.len());
+                proptest::prop_assert!(l.expired == 0 || l.expired * 2 < l.clickers(), "{} expired, {} live", l.expired, l.clickers());
+            }
+        }
     }
 
     #[test]

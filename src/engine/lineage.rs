@@ -66,6 +66,15 @@ struct Clicker {
     addressees: u32,
 }
 
+/// Person key → clicker.
+type Clickers = HashMap<u64, Clicker, foldhash::fast::FixedState>;
+
+/// The clicker `person` if it is followed: in the table and its cohort not
+/// expired (from `live_from` on; see [`Lineage`]).
+fn followed(clickers: &mut Clickers, person: u64, live_from: i64) -> Option<&mut Clicker> {
+    clickers.get_mut(&person).filter(|c| c.cohort >= live_from)
+}
+
 /// Sums over the clickers of one cohort.
 #[derive(Clone, Debug, Default)]
 pub struct Cohort {
@@ -120,7 +129,7 @@ pub struct LineageEstimate {
 #[derive(Clone, Debug)]
 pub struct Lineage {
     /// Followed clickers, and expired ones not purged yet.
-    clickers: HashMap<u64, Clicker, foldhash::fast::FixedState>,
+    clickers: Clickers,
     cohorts: Bins<Cohort>,
     /// Entries of `clickers` whose cohort has expired.
     expired: usize,
@@ -157,7 +166,7 @@ impl Lineage {
         if self.clickers() >= self.max_clickers {
             // At the limit: no `entry`, which could grow the table for a
             // key it will not insert.
-            if self.clickers.get(&person).is_none_or(|c| c.cohort < live_from) {
+            if followed(&mut self.clickers, person, live_from).is_none() {
                 self.shed += 1;
             }
             return false;
@@ -185,8 +194,7 @@ impl Lineage {
     /// Records one offspring click of `parent`. Returns whether the parent is a
     /// followed clicker (the click is *linked*).
     pub fn add_offspring(&mut self, parent: u64) -> bool {
-        let live_from = self.cohorts.base();
-        let Some(c) = self.clickers.get_mut(&parent).filter(|c| c.cohort >= live_from) else { return false };
+        let Some(c) = followed(&mut self.clickers, parent, self.cohorts.base()) else { return false };
         let y = u64::from(c.offspring);
         c.offspring = c.offspring.saturating_add(1);
         if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
@@ -199,8 +207,7 @@ impl Lineage {
     /// Records a forward by `person` to `addressees`. Returns whether the
     /// person is a followed clicker.
     pub fn add_forward(&mut self, person: u64, addressees: u64) -> bool {
-        let live_from = self.cohorts.base();
-        let Some(c) = self.clickers.get_mut(&person).filter(|c| c.cohort >= live_from) else { return false };
+        let Some(c) = followed(&mut self.clickers, person, self.cohorts.base()) else { return false };
         let before = u64::from(c.addressees);
         let add = addressees.min(u64::from(u32::MAX) - before);
         c.addressees += add as u32;
@@ -224,7 +231,8 @@ impl Lineage {
         let live = self.clickers();
         if live == 0 {
             // Nothing followed any more: give the table's memory back.
-            self.clickers = HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6c69_6e65));
+            self.clickers.clear();
+            self.clickers.shrink_to_fit();
             self.expired = 0;
         } else if self.expired * 2 >= live {
             let live_from = self.cohorts.base();

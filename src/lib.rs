@@ -36,17 +36,14 @@
 #![warn(missing_docs)]
 
 pub mod backtest;
-pub mod config;
-pub mod decode;
-pub mod engine;
-pub mod event;
 pub mod http;
 pub mod replay;
 pub mod service;
 pub mod shutdown;
-pub mod signal;
-pub mod simulate;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
-pub mod time;
+
+// The pure core, re-exported under its old paths so `floodgate::engine`,
+// `crate::decode`, … keep naming the same things.
+pub use floodgate_core::{config, decode, engine, event, signal, simulate, time};

@@ -287,7 +287,9 @@ fn validate(raw: Raw<'_>) -> Result<Event<'_>, Rejection> {
 /// front, and each string ends at the next quote bit; any other line is
 /// searched eight bytes at a time as it is read. The SSE2 pass and the
 /// UTF-8 shortcut it allows are the crate's only `unsafe` code, each block
-/// with the argument for its safety beside it.
+/// with the argument for its safety beside it: the only module where the
+/// crate's `#![deny(unsafe_code)]` is lifted.
+#[allow(unsafe_code)]
 mod fast {
     use std::borrow::Cow;
 

@@ -89,7 +89,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::Config;
@@ -101,6 +100,7 @@ use crate::signal::Signal;
 use crate::sink::kafka::{Fatal, OutRecord, Outbox, Pending, QuietContext};
 use crate::sink::metrics::{rank_campaigns, sum_targets, Metrics};
 use crate::source::kafka::{ensure_topic, group_consumer, offsets_reader, GroupContext, RebalanceHandler};
+pub use crate::status::{ApiView, PartitionView, Status};
 
 /// Records in flight per partition before it stops taking messages.
 const MAX_INFLIGHT: usize = 50_000;
@@ -302,49 +302,6 @@ impl Handle {
             }
         }
     }
-}
-
-/// One row of `/api/campaigns` → `partitions`.
-#[derive(Clone, Debug, Serialize)]
-pub struct PartitionView {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Rebuilt (signals flowing).
-    pub rebuilt: bool,
-    /// Next offset to process.
-    pub position: i64,
-    /// Messages behind the end of the partition.
-    pub lag: i64,
-    /// Event time up to which bins are final (RFC 3339).
-    pub watermark: Option<String>,
-}
-
-/// The body of `/api/campaigns`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ApiView {
-    /// Whether `/readyz` says ready.
-    pub ready: bool,
-    /// Top campaigns over this instance's partitions (viral first, then by R, then forecast).
-    pub campaigns: Vec<CampaignView>,
-    /// Targets: forecast summed over partitions, replicas from the sum.
-    pub targets: Vec<TargetView>,
-    /// Assigned partitions.
-    pub partitions: Vec<PartitionView>,
-}
-
-/// What the HTTP server reads.
-#[derive(Clone)]
-pub struct Status {
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Ready (assigned, rebuilt, caught up).
-    pub ready: Arc<AtomicBool>,
-    /// Why not ready, if not.
-    pub not_ready_reason: Arc<Mutex<String>>,
-    /// `/api/campaigns`.
-    pub api: Arc<Mutex<ApiView>>,
 }
 
 struct Ctx {
@@ -585,12 +542,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     let fatal = Arc::new(Fatal::new(stop_tx.clone()));
     let producer = crate::sink::kafka::producer(k)?;
     let outbox = Outbox::new(producer, fatal.clone());
-    let status = Status {
-        metrics: metrics.clone(),
-        ready: Arc::new(AtomicBool::new(false)),
-        not_ready_reason: Arc::new(Mutex::new("starting: creating output topics".into())),
-        api: Arc::new(Mutex::new(ApiView::default())),
-    };
+    let status = Status::new(metrics.clone(), "starting: creating output topics");
     let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
         .await
         .map_err(|source| ServiceError::Http { addr: cfg.http.listen.clone(), source })?;

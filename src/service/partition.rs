@@ -785,3 +785,42 @@ impl PartitionTask {
         *lock(&self.shared.snapshot) = snap;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_counts_go_to_their_own_counter_and_start_again_after_a_flush() {
+        let metrics = Metrics::new();
+        let mut counts = EventCounts::default();
+        counts.count(Applied::Accepted, EventKind::Send);
+        for _ in 0..2 {
+            counts.count(Applied::Accepted, EventKind::Click);
+        }
+        for _ in 0..3 {
+            counts.count(Applied::Accepted, EventKind::Forward);
+        }
+        for _ in 0..4 {
+            counts.count(Applied::Duplicate, EventKind::Click);
+        }
+        for _ in 0..5 {
+            counts.count(Applied::Late, EventKind::Send);
+        }
+        counts.count(Applied::Shed, EventKind::Click);
+        counts.flush(&metrics);
+        let by_kind: Vec<u64> = metrics.events_by_kind.iter().map(|c| c.get()).collect();
+        assert_eq!(by_kind, [1, 2, 3]);
+        assert_eq!((metrics.duplicates.get(), metrics.late.get()), (4, 5));
+        counts.flush(&metrics);
+        assert_eq!(metrics.events_by_kind.iter().map(|c| c.get()).sum::<u64>(), 6, "a second flush adds nothing");
+    }
+
+    #[test]
+    fn a_held_event_without_a_rejection_dies_as_far_future() {
+        let held = Held { offset: 7, key: Some(b"c1".to_vec()), bytes: b"{}".to_vec(), ts_ms: 0, rejection: None };
+        let d = held.into_dead_letter();
+        assert_eq!((d.offset, d.key.as_deref(), d.rejection.reason), (7, Some(&b"c1"[..]), RejectReason::Future));
+        assert_eq!(d.rejection.detail, "event time far ahead of the log");
+    }
+}

@@ -1,5 +1,5 @@
 //! The HTTP server of `floodgate run` (`[http] listen`, default
-//! `127.0.0.1:9898`, localhost only).
+//! `127.0.0.1:9898`, localhost only), on hyper's HTTP/1 server.
 //!
 //! * `/metrics` — Prometheus text format.
 //! * `/healthz` — 200 while the process runs.
@@ -10,82 +10,106 @@
 //!   targets (forecast summed over this instance's partitions, replicas) and
 //!   partitions (rebuilt, position, lag, watermark).
 //!
-//! **Hardening.** The server is a deliberately small HTTP/1.x responder, not
-//! a general web server: it serves four read-only resources and nothing else.
+//! The server reads a [`Status`] (a plain data type below the service), so
+//! it knows nothing of Kafka or partitions.
+//!
+//! **Hardening.** hyper parses HTTP/1.0 and HTTP/1.1; this module adds the
+//! limits of a server that serves four read-only resources and nothing else.
 //!
 //! * read-only: `GET` and `HEAD` only; any other method gets
 //!   `405 Method Not Allowed` with `Allow: GET, HEAD`;
 //! * bounded requests: the request line and headers together may use at most
-//!   [`MAX_HEAD_BYTES`] (8 KiB): a longer request line gets `414`, longer
-//!   headers `431`; a request that announces a body (`Content-Length` > 0 or
-//!   `Transfer-Encoding`) gets `413` — nothing here takes a body;
+//!   [`MAX_HEAD_BYTES`] (8 KiB, counted as `name: value\r\n` per header): a
+//!   longer request line gets `414`, longer headers `431`. hyper's read
+//!   buffer is capped at [`MAX_READ_BUFFER`]; a head too long even for that,
+//!   or with more than 100 headers, gets hyper's `431`. A request that
+//!   announces a body (`Content-Length` > 0 or `Transfer-Encoding`) gets
+//!   `413`: nothing here takes a body, and none is read;
 //! * slow clients: the whole request head must arrive within
-//!   [`HEAD_TIMEOUT`] (`408` otherwise, the slow-loris defence), and a
-//!   response must be written within [`WRITE_TIMEOUT`];
+//!   [`HEAD_TIMEOUT`] (`408` otherwise, the slow-loris defence), and the
+//!   response must be written within [`WRITE_TIMEOUT`] after that;
 //! * at most [`MAX_CONNECTIONS`] connections at once; more are closed at once;
-//! * one request per connection (`Connection: close`), no keep-alive state.
+//! * one request per connection (`Connection: close`), no keep-alive state;
+//! * HTTP/1 only: a request line with another version gets hyper's `400`,
+//!   the HTTP/2 connection preface is closed without an answer.
+//!
+//! **Shutdown** (as mini-redis drains its connections): when the
+//! [`Shutdown`] notice fires the listener is closed at once; a connection
+//! whose request is being answered finishes its response, one still waiting
+//! for a request head is closed (FIN, no answer); the server returns once
+//! every connection is closed, or after [`DRAIN_TIMEOUT`] (the rest are then
+//! dropped).
+//!
+//! **Closing.** After its exchange a connection is closed for writing and
+//! the client's unread input (an oversized head, a body) is read and
+//! discarded for a moment (at most 256 KiB within 500 ms), so that closing
+//! does not reset the connection before the client has read the answer.
 
-use std::sync::atomic::Ordering;
+use std::convert::Infallible;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING, X_CONTENT_TYPE_OPTIONS};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
-use crate::service::Status;
 use crate::shutdown::Shutdown;
+use crate::status::Status;
 
 /// Longest request line plus headers, in bytes.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// hyper's read buffer per connection: room for a head just over
+/// [`MAX_HEAD_BYTES`], so that such a head is answered with our `414`/`431`
+/// rather than cut off by the buffer.
+pub const MAX_READ_BUFFER: usize = 2 * MAX_HEAD_BYTES;
 /// The request head must be complete within this time.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// A response must be written within this time.
+/// After the head's deadline, the response must be written within this time.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// At shutdown, how long open connections get to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A response: status, content type, body, extra headers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// `Content-Type`.
-    pub content_type: &'static str,
-    /// Body.
-    pub body: Vec<u8>,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, &'static str)>,
+/// A response body: the whole of it, in memory.
+pub type Body = Full<Bytes>;
+
+/// A plain-text response.
+fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", body.into().into_bytes())
 }
 
-impl Response {
-    fn text(status: u16, body: impl Into<String>) -> Response {
-        Response { status, content_type: "text/plain; charset=utf-8", body: body.into().into_bytes(), headers: Vec::new() }
-    }
+/// A response with `content_type` and the headers every response carries.
+fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    r
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
-
-/// Serves until `shutdown` fires.
+/// Serves until `shutdown` fires, then drains open connections (see the
+/// module docs).
 pub async fn serve(listener: TcpListener, status: Status, mut shutdown: Shutdown) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // The connections' own stop notice: a watch keeps its value, so a
+    // connection started just before shutdown cannot miss it.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.recv() => return,
+            _ = shutdown.recv() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             a = listener.accept() => a,
         };
         let stream = match accepted {
@@ -103,196 +127,178 @@ pub async fn serve(listener: TcpListener, status: Status, mut shutdown: Shutdown
             continue;
         };
         let status = status.clone();
-        tokio::spawn(async move {
-            connection(stream, &status).await;
+        let stop = stop_rx.clone();
+        connections.spawn(async move {
+            connection(stream, status, stop).await;
             drop(permit);
         });
     }
-}
-
-/// What reading a request head gave.
-enum Head {
-    Complete(Vec<u8>),
-    /// The peer closed before a complete head.
-    Closed,
-    /// No line break within the limit.
-    LineTooLong,
-    /// Line break, but no end of headers within the limit.
-    HeadersTooLarge,
-}
-
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Head::Closed);
-        }
-        let scan_from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_head_end(&buf[scan_from..]) {
-            let end = scan_from + end;
-            if end > MAX_HEAD_BYTES {
-                return Ok(too_large(&buf));
-            }
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Ok(too_large(&buf));
-        }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let open = connections.len();
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::debug!(open, left = connections.len(), "http: connections still open after the drain timeout; dropping them");
+        connections.abort_all();
     }
 }
 
-fn too_large(buf: &[u8]) -> Head {
-    if buf[..buf.len().min(MAX_HEAD_BYTES)].contains(&b'\n') {
-        Head::HeadersTooLarge
-    } else {
-        Head::LineTooLong
-    }
+/// How a connection's exchange ended.
+enum Ended {
+    /// hyper finished: the response is written, or the client closed, or
+    /// hyper answered a malformed head itself.
+    Served,
+    /// No complete request head within [`HEAD_TIMEOUT`].
+    HeadTimeout,
+    /// Shutdown while no request had arrived.
+    Shutdown,
+    /// The response could not be written in time.
+    WriteTimeout,
 }
 
-/// The index just past the blank line ending a request head (`\r\n\r\n` or `\n\n`).
-fn find_head_end(b: &[u8]) -> Option<usize> {
-    for i in 0..b.len() {
-        if b[i] == b'\n' {
-            if b.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-    }
-    None
-}
-
-async fn connection(mut stream: TcpStream, status: &Status) {
-    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
-        Err(_) => Err(Response::text(408, "request head not received in time\n")),
-        Ok(Err(_)) | Ok(Ok(Head::Closed)) => return,
-        Ok(Ok(Head::LineTooLong)) => Err(Response::text(414, format!("request line longer than {MAX_HEAD_BYTES} bytes\n"))),
-        Ok(Ok(Head::HeadersTooLarge)) => Err(Response::text(431, format!("request head longer than {MAX_HEAD_BYTES} bytes\n"))),
-        Ok(Ok(Head::Complete(h))) => Ok(h),
+/// Serves one connection: one request at most, then a graceful close.
+async fn connection(stream: TcpStream, status: Status, mut stop: watch::Receiver<bool>) {
+    // Set by the service when hyper hands it a complete request head.
+    let head_received = Arc::new(AtomicBool::new(false));
+    let service = {
+        let head_received = head_received.clone();
+        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            head_received.store(true, Ordering::SeqCst);
+            std::future::ready(Ok::<_, Infallible>(respond(&req, &status)))
+        })
     };
-    let (response, head_only, clean) = match head {
-        Err(r) => (r, false, false),
-        Ok(h) => {
-            let (r, is_head) = respond(&h, status);
-            let clean = r.status < 400;
-            (r, is_head, clean)
+    let mut conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .max_buf_size(MAX_READ_BUFFER)
+        // Our own head timeout answers 408; hyper's would close silently.
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(stream), service);
+    let deadline = tokio::time::sleep(HEAD_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut head_deadline_passed = false;
+    let mut stopping = *stop.borrow();
+    let ended = loop {
+        if stopping && !head_received.load(Ordering::SeqCst) {
+            break Ended::Shutdown;
         }
-    };
-    let write = async {
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
-            response.status,
-            reason(response.status),
-            response.content_type,
-            response.body.len()
-        );
-        for (k, v) in &response.headers {
-            out.push_str(k);
-            out.push_str(": ");
-            out.push_str(v);
-            out.push_str("\r\n");
-        }
-        out.push_str("\r\n");
-        stream.write_all(out.as_bytes()).await?;
-        if !head_only {
-            stream.write_all(&response.body).await?;
-        }
-        stream.flush().await?;
-        stream.shutdown().await
-    };
-    if tokio::time::timeout(WRITE_TIMEOUT, write).await.is_err() {
-        return;
-    }
-    if !clean {
-        // The client may still be sending (an oversized head or a body):
-        // read a little of it so that closing does not reset the connection
-        // before the client has read the error response.
-        let mut sink = [0u8; 4096];
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            let mut left = 256 * 1024usize;
-            while left > 0 {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
+        tokio::select! {
+            r = poll_fn(|cx| conn.poll_without_shutdown(cx)) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "http connection");
+                }
+                break Ended::Served;
+            }
+            _ = &mut deadline => {
+                if !head_received.load(Ordering::SeqCst) {
+                    break Ended::HeadTimeout;
+                }
+                if head_deadline_passed {
+                    break Ended::WriteTimeout;
+                }
+                head_deadline_passed = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + WRITE_TIMEOUT);
+            }
+            changed = stop.changed(), if !stopping => {
+                // A closed channel (the server is gone) means stop as well.
+                stopping = changed.is_err() || *stop.borrow();
+                if stopping {
+                    // Finish the request being answered, take no other.
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
                 }
             }
-        })
-        .await;
-    }
-}
-
-/// The response to a complete request head, and whether it is a `HEAD` request.
-pub fn respond(head: &[u8], status: &Status) -> (Response, bool) {
-    let Ok(text) = std::str::from_utf8(head) else {
-        return (Response::text(400, "request head is not UTF-8\n"), false);
-    };
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return (Response::text(400, "malformed request line\n"), false);
-    };
-    if !version.starts_with("HTTP/") {
-        return (Response::text(400, "malformed request line\n"), false);
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return (Response::text(505, "HTTP/1.0 and HTTP/1.1 only\n"), false);
-    }
-    if method != "GET" && method != "HEAD" {
-        let mut r = Response::text(405, "read-only: GET and HEAD only\n");
-        r.headers.push(("Allow", "GET, HEAD"));
-        return (r, false);
-    }
-    let is_head = method == "HEAD";
-    for line in lines {
-        if line.is_empty() {
-            break;
         }
-        let Some((name, value)) = line.split_once(':') else {
-            return (Response::text(400, "malformed header line\n"), is_head);
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            || (name.eq_ignore_ascii_case("content-length") && value.parse::<u64>().map_or(true, |n| n > 0))
-        {
-            return (Response::text(413, "requests take no body\n"), is_head);
+    };
+    if matches!(ended, Ended::WriteTimeout) {
+        return;
+    }
+    let mut stream = conn.into_parts().io.into_inner();
+    if matches!(ended, Ended::HeadTimeout) {
+        let body = "request head not received in time\n";
+        let answer = format!(
+            "HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        if tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(answer.as_bytes())).await.is_err() {
+            return;
         }
     }
-    let path = target.split(['?', '#']).next().unwrap_or("");
-    (route(path, status), is_head)
+    close(stream).await;
 }
 
-fn route(path: &str, s: &Status) -> Response {
+/// Closes for writing, then reads and discards what the client still sends
+/// (at most 256 KiB within 500 ms) before the socket is dropped.
+async fn close(mut stream: TcpStream) {
+    if tokio::time::timeout(WRITE_TIMEOUT, stream.shutdown()).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        let mut left = 256 * 1024usize;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+/// The request line's length as sent (`METHOD target HTTP/1.x\r\n`).
+fn request_line_bytes<B>(req: &Request<B>) -> usize {
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
+    req.method().as_str().len() + 1 + target + 1 + "HTTP/1.1\r\n".len()
+}
+
+/// The head's length as sent: request line, `name: value\r\n` per header,
+/// and the blank line.
+fn head_bytes<B>(req: &Request<B>) -> usize {
+    let headers: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+    request_line_bytes(req) + headers + 2
+}
+
+/// The response to a request (of which only the head is looked at).
+pub fn respond<B>(req: &Request<B>, status: &Status) -> Response<Body> {
+    if request_line_bytes(req) > MAX_HEAD_BYTES {
+        return text(StatusCode::URI_TOO_LONG, format!("request line longer than {MAX_HEAD_BYTES} bytes\n"));
+    }
+    if head_bytes(req) > MAX_HEAD_BYTES {
+        return text(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, format!("request head longer than {MAX_HEAD_BYTES} bytes\n"));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "read-only: GET and HEAD only\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let announces_body = req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .any(|v| v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).is_none_or(|n| n > 0));
+    if announces_body {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "requests take no body\n");
+    }
+    route(req.uri().path(), status)
+}
+
+/// The response for a resource.
+fn route(path: &str, s: &Status) -> Response<Body> {
     match path {
-        "/metrics" => Response {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: s.metrics.render().into_bytes(),
-            headers: Vec::new(),
+        "/metrics" => with_type(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", s.metrics.render().into_bytes()),
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => match s.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
         },
-        "/healthz" => Response::text(200, "ok\n"),
-        "/readyz" => {
-            if s.ready.load(Ordering::SeqCst) {
-                Response::text(200, "ready\n")
-            } else {
-                let reason = s.not_ready_reason.lock().map(|r| r.clone()).unwrap_or_default();
-                Response::text(503, format!("not ready: {reason}\n"))
-            }
-        }
-        "/api/campaigns" => {
-            let view = s.api.lock().map(|v| v.clone()).unwrap_or_default();
-            match serde_json::to_vec(&view) {
-                Ok(body) => Response { status: 200, content_type: "application/json", body, headers: Vec::new() },
-                Err(_) => Response::text(503, "could not serialise the view\n"),
-            }
-        }
-        _ => Response::text(404, "not found: /metrics /healthz /readyz /api/campaigns\n"),
+        "/api/campaigns" => match serde_json::to_vec(&s.api_view()) {
+            Ok(body) => with_type(StatusCode::OK, "application/json", body),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "could not serialise the view\n"),
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found: /metrics /healthz /readyz /api/campaigns\n"),
     }
 }
 
@@ -300,10 +306,44 @@ fn route(path: &str, s: &Status) -> Response {
 mod tests {
     use super::*;
 
+    fn status() -> Status {
+        Status::new(crate::sink::metrics::Metrics::new(), "starting")
+    }
+
+    fn request(method: Method, uri: &str, headers: &[(&'static str, &str)]) -> Request<()> {
+        let mut req = Request::new(());
+        *req.method_mut() = method;
+        *req.uri_mut() = uri.parse().unwrap_or_default();
+        for (k, v) in headers {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                req.headers_mut().append(*k, v);
+            }
+        }
+        req
+    }
+
     #[test]
-    fn finds_the_end_of_a_head() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(16));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    fn counts_the_head_as_sent() {
+        let req = request(Method::GET, "/metrics?x=1", &[("host", "x")]);
+        // "GET /metrics?x=1 HTTP/1.1\r\n" + "host: x\r\n" + "\r\n"
+        assert_eq!(request_line_bytes(&req), 27);
+        assert_eq!(head_bytes(&req), 27 + 9 + 2);
+    }
+
+    #[test]
+    fn checks_size_then_method_then_body_then_route() {
+        let s = status();
+        let long = format!("/metrics?{}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(respond(&request(Method::POST, &long, &[]), &s).status(), StatusCode::URI_TOO_LONG);
+        let pad = "b".repeat(MAX_HEAD_BYTES);
+        assert_eq!(respond(&request(Method::POST, "/", &[("x-pad", &pad)]), &s).status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let r = respond(&request(Method::POST, "/metrics", &[("content-length", "2")]), &s);
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers().get(ALLOW).map(HeaderValue::as_bytes), Some(&b"GET, HEAD"[..]));
+        assert_eq!(respond(&request(Method::GET, "/metrics", &[("content-length", "5")]), &s).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(respond(&request(Method::GET, "/metrics", &[("content-length", "x")]), &s).status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(respond(&request(Method::GET, "/healthz", &[("content-length", "0")]), &s).status(), StatusCode::OK);
+        assert_eq!(respond(&request(Method::GET, "/readyz", &[]), &s).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(respond(&request(Method::HEAD, "/nope", &[]), &s).status(), StatusCode::NOT_FOUND);
     }
 }

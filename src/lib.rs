@@ -28,7 +28,8 @@
 //! * [`service`] — `floodgate run`: the Kafka consumer-group service (one engine
 //!   per partition, rebuild on assignment, at-least-once commits), with
 //!   [`source`] (Kafka consumer, `produce`), [`sink`] (Kafka producer, Prometheus
-//!   metrics), [`http`] (`/metrics`, `/healthz`, `/readyz`, `/api/campaigns`),
+//!   metrics), [`http`] (`/metrics`, `/healthz`, `/readyz`, `/api/campaigns`
+//!   on hyper, serving a [`status::Status`] that the service fills),
 //!   [`shutdown`] and [`telemetry`].
 //! * [`backtest`] — a log replayed against reactive autoscaling on a capacity
 //!   model (policies, start-up delay, HTML report).
@@ -42,6 +43,7 @@ pub mod service;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 
 // The pure core, re-exported under its old paths so `floodgate::engine`,

@@ -149,51 +149,101 @@ pub struct ProduceReport {
     pub unkeyed: u64,
 }
 
-/// The campaign of an NDJSON event line, read cheaply (the value of the
-/// first `"campaign"` key, if it is a plain JSON string). `None` for
-/// malformed lines, which are still published, unkeyed.
+/// The campaign of an NDJSON event line, read cheaply: the value of the
+/// top-level `"campaign"` key, if it is a plain JSON string (no escapes, not
+/// empty). A `"campaign"` that is a value (`{"target":"campaign",…}`), sits
+/// inside a string, or is a key of a nested object does not count. `None`
+/// for malformed lines, which are still published, unkeyed.
 pub fn campaign_of(line: &[u8]) -> Option<&str> {
-    let needle = b"\"campaign\"";
-    let at = line.windows(needle.len()).position(|w| w == needle)?;
-    let mut rest = &line[at + needle.len()..];
-    while let Some((&c, r)) = rest.split_first() {
-        if c == b' ' || c == b'\t' {
-            rest = r;
-        } else {
-            break;
-        }
-    }
-    rest = rest.strip_prefix(b":")?;
-    while let Some((&c, r)) = rest.split_first() {
-        if c == b' ' || c == b'\t' {
-            rest = r;
-        } else {
-            break;
-        }
-    }
-    rest = rest.strip_prefix(b"\"")?;
+    let rest = top_level_value(line, b"campaign")?.strip_prefix(b"\"")?;
     let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
-    if rest[end] == b'\\' || end == 0 {
+    if rest.get(end) == Some(&b'\\') || end == 0 {
         return None;
     }
-    std::str::from_utf8(&rest[..end]).ok()
+    std::str::from_utf8(rest.get(..end)?).ok()
 }
 
-/// The event time of an NDJSON line (`"ts"` as RFC 3339 or epoch ms), read cheaply.
+/// The event time of an NDJSON line (the top-level `"ts"`, as RFC 3339 or
+/// epoch ms), read cheaply; the same key rule as [`campaign_of`].
 pub fn ts_of(line: &[u8]) -> Option<i64> {
-    let needle = b"\"ts\"";
-    let at = line.windows(needle.len()).position(|w| w == needle)?;
-    let rest = &line[at + needle.len()..];
-    let rest = rest.iter().position(|&c| c != b' ' && c != b'\t').map(|i| &rest[i..])?;
-    let rest = rest.strip_prefix(b":")?;
-    let rest = rest.iter().position(|&c| c != b' ' && c != b'\t').map(|i| &rest[i..])?;
+    let rest = top_level_value(line, b"ts")?;
     if let Some(s) = rest.strip_prefix(b"\"") {
         let end = s.iter().position(|&c| c == b'"')?;
-        crate::time::parse_rfc3339_ms(std::str::from_utf8(&s[..end]).ok()?)
+        crate::time::parse_rfc3339_ms(std::str::from_utf8(s.get(..end)?).ok()?)
     } else {
         let end = rest.iter().position(|c| !c.is_ascii_digit()).unwrap_or(rest.len());
-        std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+        std::str::from_utf8(rest.get(..end)?).ok()?.parse().ok()
     }
+}
+
+/// The bytes after `"key":` (blanks skipped) where `key` is a key of the
+/// top-level JSON object `line`; `None` if the line is not an object or has
+/// no such key. One pass over the line, no allocation: strings are skipped
+/// with their escapes, nested objects and arrays by depth, so only a string
+/// in key position of the outermost object is compared with `key` (as
+/// written: an escaped spelling of the key is not recognised).
+fn top_level_value<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut i = skip_blanks(line, 0);
+    if line.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    // Nesting depth at `i`: 1 inside the top-level object.
+    let mut depth = 1usize;
+    // At depth 1, right after `{` or `,`: the next string is a key.
+    let mut expect_key = true;
+    while let Some(&c) = line.get(i) {
+        match c {
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(line, start)?;
+                i = end + 1;
+                if depth == 1 && expect_key {
+                    expect_key = false;
+                    i = skip_blanks(line, i);
+                    if line.get(i) != Some(&b':') {
+                        return None;
+                    }
+                    i = skip_blanks(line, i + 1);
+                    if line.get(start..end) == Some(key) {
+                        return line.get(i..);
+                    }
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            b',' if depth == 1 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the `"` closing the JSON string whose content starts at `start`.
+fn string_end(line: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    loop {
+        match line.get(i)? {
+            b'"' => return Some(i),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// `i` moved past spaces and tabs.
+fn skip_blanks(line: &[u8], mut i: usize) -> usize {
+    while matches!(line.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i
 }
 
 /// Publishes NDJSON lines to `topic`, keyed by campaign, with the message
@@ -284,5 +334,30 @@ mod tests {
         assert_eq!(campaign_of(br#"{"campaign":5}"#), None);
         assert_eq!(campaign_of(br#"{"campaign":"a\"b"}"#), None);
         assert_eq!(campaign_of(b"not json"), None);
+    }
+
+    #[test]
+    fn reads_the_top_level_key_not_the_first_occurrence_of_the_text() {
+        // Issue 14: a value equal to "campaign" before the key.
+        let l = br#"{"target":"campaign","campaign":"c1","type":"click","ts":"2026-03-02T08:00:01Z"}"#;
+        assert_eq!(campaign_of(l), Some("c1"));
+        // Inside a string value, with escaped quotes around it.
+        assert_eq!(campaign_of(br#"{"note":"say \"campaign\":\"x\"","campaign":"c2"}"#), Some("c2"));
+        // A key of a nested object, or an array element, before the real key.
+        assert_eq!(campaign_of(br#"{"meta":{"campaign":"x","a":[1,{"campaign":"y"}]},"campaign":"c3"}"#), Some("c3"));
+        assert_eq!(campaign_of(br#"{"tags":["campaign","campaign"], "campaign" : "c4"}"#), Some("c4"));
+        // Only nested or only as a value: no key.
+        assert_eq!(campaign_of(br#"{"meta":{"campaign":"x"}}"#), None);
+        assert_eq!(campaign_of(br#"{"target":"campaign"}"#), None);
+        assert_eq!(campaign_of(br#"["campaign","c1"]"#), None);
+        // A key with escapes inside it is skipped correctly.
+        assert_eq!(campaign_of(br#"{"a\"b":"campaign","campaign":"c5"}"#), Some("c5"));
+        // Unterminated input.
+        assert_eq!(campaign_of(br#"{"target":"campaign"#), None);
+        assert_eq!(campaign_of(br#"{"campaign":"c6"#), None);
+        // The same rule for ts.
+        assert_eq!(ts_of(br#"{"type":"ts","meta":{"ts":5},"ts":7}"#), Some(7));
+        assert_eq!(ts_of(br#"{"meta":{"ts":5}}"#), None);
+        assert_eq!(ts_of(br#"{"note":"\"ts\":5","ts":"2026-03-02T08:00:01Z"}"#), Some(1_772_438_401_000));
     }
 }

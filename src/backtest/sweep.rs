@@ -311,11 +311,11 @@ pub fn text_table(s: &Sweep) -> String {
     let _ = writeln!(o, "\ncost–overload frontier, all targets{}", if s.day { " (whole days, --day)" } else { "" });
     for f in &s.startups {
         let _ = writeln!(o, "\nstart-up {}", format_duration_ms(f.startup_ms));
-        let _ = writeln!(o, "{:<10} {:<58} {:>9} {:>12} {:>9} {:>8}", "policy", "setting", "over %", "replica-m", "× oracle", "frontier");
+        let _ = writeln!(o, "{:<10} {:<72} {:>9} {:>12} {:>9} {:>8}", "policy", "setting", "over %", "replica-m", "× oracle", "frontier");
         for p in std::iter::once(&f.oracle).chain(&f.points) {
             let _ = writeln!(
                 o,
-                "{:<10} {:<58} {:>8.3}% {:>12.0} {:>8.2}× {:>8}",
+                "{:<10} {:<72} {:>8.3}% {:>12.0} {:>8.2}× {:>8}",
                 p.policy,
                 format!("{}{}", p.setting, if p.configured { " (configured)" } else { "" }),
                 p.overloaded_pct,

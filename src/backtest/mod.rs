@@ -8,8 +8,11 @@
 //!     replica requests ──► capacity model (start-up delay) ──► overload, cost
 //! ```
 //!
-//! The capacity model is in [`capacity`], the policies in [`policy`], the
-//! HTML report in [`report`]. Everything a target's capacity needs comes from
+//! The capacity model is in [`capacity`], the policies (and the
+//! perfect-foresight oracle) in [`policy`], the HTML report in [`report`],
+//! the cost–overload frontier of `--sweep` in [`sweep`]. [`prepare`] reads
+//! the log and runs the engine once; [`evaluate`] applies one [`Model`] to
+//! that (with `--day`, over whole UTC days of baseline traffic). Everything a target's capacity needs comes from
 //! `[planner]` / `[targets.<name>]` of the configuration
 //! ([`crate::config::Config::planner_for`]): `requests_per_click`,
 //! `capacity_per_replica`, `baseline_rps`, `min_replicas`, `max_replicas`.

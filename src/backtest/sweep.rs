@@ -205,6 +205,7 @@ fn totals(b: &Backtest, policy: &str) -> (f64, f64, f64) {
         .fold((0.0, 0.0, 0.0), |acc, s| (acc.0 + s.requests, acc.1 + s.overloaded_requests, acc.2 + s.replica_minutes))
 }
 
+/// A sweep point from a policy's totals (oracle ratio and frontier filled in later).
 fn point(policy: &str, setting: String, (requests, over, cost): (f64, f64, f64)) -> SweepPoint {
     SweepPoint {
         policy: policy.to_string(),

@@ -114,6 +114,15 @@ struct BacktestArgs {
     /// Utilisation the reactive and trend policies aim at [default: 1/(1+planner.headroom)].
     #[arg(long)]
     target_utilisation: Option<f64>,
+    /// Model whole UTC days around the log (baseline_rps outside it), so
+    /// capacity paid around the clock counts.
+    #[arg(long)]
+    day: bool,
+    /// Also run the cost–overload frontier: reactive at utilisation 0.5–0.9,
+    /// trend, floodgate at several horizons/quantiles/headrooms and the
+    /// perfect-foresight oracle, for start-up 30s, 90s, 5m and 10m.
+    #[arg(long)]
+    sweep: bool,
 }
 
 fn duration_ms(s: &str) -> Result<i64, String> {
@@ -156,6 +165,9 @@ enum Scenario {
     Demo,
     /// Eleven campaigns with R from 0.3 to 2.5 and one jumping 0.5 → 1.8.
     Standard,
+    /// Eleven campaigns with lognormal delays (sd > mean), three audiences,
+    /// R 0.2–0.95 and two super-critical (1.3, 1.6).
+    HeavyTailed,
 }
 
 #[derive(clap::Args, Debug)]
@@ -292,6 +304,7 @@ fn cmd_simulate(args: SimulateArgs) -> Result<()> {
         None => match args.scenario {
             Scenario::Demo => demo_scenario(args.seed, start),
             Scenario::Standard => standard_scenarios(args.seed, start),
+            Scenario::HeavyTailed => floodgate::simulate::heavy_tailed_scenarios(args.seed, start),
         },
     };
     spec.duplicate_rate = args.duplicates;
@@ -385,9 +398,15 @@ fn cmd_backtest(args: BacktestArgs) -> Result<()> {
         sync_ms: args.sync,
         trend_window_ms: args.trend_window,
         target_utilisation: args.target_utilisation,
+        day: args.day,
     };
-    let b = backtest(&log, cfg, &model).with_context(|| format!("backtesting {}", args.path.display()))?;
+    let mut b = backtest(&log, cfg.clone(), &model).with_context(|| format!("backtesting {}", args.path.display()))?;
     print!("{}", text_table(&b));
+    if args.sweep {
+        let s = floodgate::backtest::sweep::sweep(&log, cfg, &model).with_context(|| format!("sweeping {}", args.path.display()))?;
+        print!("{}", floodgate::backtest::sweep::text_table(&s));
+        b.sweep = Some(s);
+    }
     if let Some(p) = &args.html {
         std::fs::write(p, report::html(&b)).with_context(|| format!("cannot write --html {}", p.display()))?;
         eprintln!("floodgate: wrote {}", p.display());

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
+use floodgate::backtest::sweep::{sweep, ORACLE, REACTIVE_UTILISATIONS, STARTUPS_MS, TREND_UTILISATIONS};
 use floodgate::backtest::{backtest, text_table, Backtest, Model};
 use floodgate::config::Config;
 use floodgate::simulate::{simulate, standard_scenarios, SimSpec};
@@ -85,7 +86,11 @@ fn floodgate_overloads_viral_targets_less_than_reactive_at_comparable_cost() {
             r.replica_minutes
         );
         // floodgate has capacity ready earlier than reactive for the median viral campaign.
-        assert!(f.median_ready_lead_min >= r.median_ready_lead_min, "seed {seed}: {f:?} vs {r:?}");
+        // Both medians must exist (`None` would compare as smaller than any lead).
+        let (Some(f_lead), Some(r_lead)) = (f.median_ready_lead_min, r.median_ready_lead_min) else {
+            panic!("seed {seed}: both policies need a median ready lead: {f:?} vs {r:?}")
+        };
+        assert!(f_lead >= r_lead, "seed {seed}: floodgate ready {f_lead} min before the surge, reactive {r_lead}");
     }
     // For the record: the default 30 min horizon.
     let b = run(1, "");
@@ -117,6 +122,36 @@ fn longer_startup_hurts_reactive_more_than_floodgate() {
     );
     assert!(over(&slow, "reactive") > over(&fast, "reactive"));
     assert!(over(&slow, "floodgate") - over(&fast, "floodgate") < over(&slow, "reactive") - over(&fast, "reactive"));
+}
+
+#[test]
+fn no_setting_of_the_sweep_is_cheaper_than_the_oracle_at_zero_overload() {
+    let cfg = Arc::new(Config::from_toml("").expect("config"));
+    let s = sweep(log(&standard_scenarios(1, START)).as_bytes(), cfg, &Model::default()).expect("sweep");
+    eprintln!("{}", floodgate::backtest::sweep::text_table(&s));
+    assert_eq!(s.startups.iter().map(|f| f.startup_ms).collect::<Vec<_>>(), STARTUPS_MS);
+    for f in &s.startups {
+        let o = &f.oracle;
+        assert_eq!(o.overloaded_requests, 0.0, "start-up {}: the oracle serves every request: {o:?}", f.startup_ms);
+        let mut at_zero = 0;
+        for p in f.points.iter().filter(|p| p.overloaded_requests == 0.0) {
+            at_zero += 1;
+            assert!(
+                p.replica_minutes >= o.replica_minutes - 1e-6,
+                "start-up {}: {} {} is cheaper than the oracle at zero overload ({} < {})",
+                f.startup_ms,
+                p.policy,
+                p.setting,
+                p.replica_minutes,
+                o.replica_minutes
+            );
+        }
+        assert!(at_zero > 0, "start-up {}: some setting must reach zero overload, or the bound tests nothing", f.startup_ms);
+        // The slack of reactive autoscaling costs: utilisation 0.5 pays more than 0.9.
+        let cost = |u: f64| f.points.iter().find(|p| p.policy == "reactive" && p.target_utilisation == Some(u)).map(|p| p.replica_minutes);
+        let (Some(lax), Some(tight)) = (cost(0.5), cost(0.9)) else { panic!("reactive 0.5 and 0.9 in the sweep") };
+        assert!(lax > tight, "start-up {}: {lax} vs {tight}", f.startup_ms);
+    }
 }
 
 fn repo(path: &str) -> PathBuf {
@@ -183,8 +218,61 @@ fn cli_json_numbers_are_consistent() {
             assert!(c["leads"].as_array().is_some_and(Vec::is_empty), "{c}");
         }
     }
+    assert!(v.get("sweep").is_none(), "no sweep without --sweep");
     let html = std::fs::read_to_string(&html).expect("html written");
     assert!(html.starts_with("<!doctype html>") && !html.contains("http://") && !html.contains("https://"), "self-contained");
+}
+
+#[test]
+fn cli_sweep_writes_the_frontier_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_floodgate"))
+        .arg("backtest")
+        .arg(repo("examples/viral-mailing.ndjson"))
+        .args(["--sweep", "--day", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run floodgate backtest --sweep");
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(table.contains("cost–overload frontier") && table.contains("oracle"), "{table}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("valid JSON");
+    assert_eq!(v["model"]["day"], true);
+    assert_eq!(v["minutes"], 1440, "--day: one whole UTC day");
+    let s = &v["sweep"];
+    assert_eq!(s["day"], true);
+    let startups = s["startups"].as_array().expect("startups");
+    let ms: Vec<i64> = startups.iter().map(|f| f["startup_ms"].as_i64().expect("startup_ms")).collect();
+    assert_eq!(ms, STARTUPS_MS);
+    for f in startups {
+        let o = &f["oracle"];
+        assert_eq!(o["policy"], ORACLE);
+        let oracle_cost = o["replica_minutes"].as_f64().expect("oracle cost");
+        assert!(oracle_cost >= 3.0 * 1440.0 * 2.0 - 1e-6, "at least min_replicas (2) on 3 targets all day: {oracle_cost}");
+        let points = f["points"].as_array().expect("points");
+        let count = |p: &str| points.iter().filter(|x| x["policy"] == p).count();
+        assert_eq!(count("reactive"), REACTIVE_UTILISATIONS.len());
+        assert_eq!(count("trend"), TREND_UTILISATIONS.len());
+        assert!(count("floodgate") >= 10, "a grid of floodgate settings");
+        assert_eq!(points.iter().filter(|x| x["configured"] == true).count(), 1, "exactly one configured floodgate");
+        for p in points {
+            let num = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("{k} in {p}"));
+            assert!(p["setting"].as_str().is_some_and(|x| !x.is_empty()), "{p}");
+            assert!(p["on_frontier"].is_boolean(), "{p}");
+            assert!((num("overloaded_pct") - 100.0 * num("overloaded_requests") / num("requests")).abs() < 1e-9, "{p}");
+            assert!((num("cost_vs_oracle") - num("replica_minutes") / oracle_cost).abs() < 1e-9, "{p}");
+            match p["policy"].as_str() {
+                Some("reactive" | "trend") => assert!(p["target_utilisation"].as_f64().is_some() && p["floodgate"].is_null(), "{p}"),
+                Some("floodgate") => {
+                    assert!(p["floodgate"]["horizon_ms"].as_i64().is_some() && p["floodgate"]["r_quantile"].as_f64().is_some(), "{p}")
+                }
+                other => panic!("unexpected policy {other:?}"),
+            }
+        }
+        assert!(points.iter().any(|p| p["policy"] == "reactive" && p["on_frontier"] == true), "reactive has a frontier");
+        assert!(f["configured_dominated_by"].is_array());
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use floodgate::backtest::{backtest, report, Model};
+use floodgate::backtest::{backtest, report, sweep, Model};
 use floodgate::config::Config;
 use floodgate::simulate::{simulate, standard_scenarios};
 
@@ -133,7 +133,8 @@ fn html_report_renders_in_headless_chromium_and_is_not_blank() {
         log.push('\n');
     }
     let cfg = Arc::new(Config::from_toml("[forecast]\nhorizon = \"10m\"\n").expect("config"));
-    let b = backtest(log.as_bytes(), cfg, &Model::default()).expect("backtest");
+    let mut b = backtest(log.as_bytes(), cfg.clone(), &Model::default()).expect("backtest");
+    b.sweep = Some(sweep::sweep(log.as_bytes(), cfg, &Model::default()).expect("sweep"));
     let html = report::html(&b);
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains(" src="), "the report must not fetch anything");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -147,6 +148,13 @@ fn html_report_renders_in_headless_chromium_and_is_not_blank() {
     assert_eq!(title, "ok", "the report's self-check failed in chromium (title {title:?})");
     let charts = dom.matches("class=\"chart ").count();
     assert!(charts > b.targets.len(), "{charts} charts in the DOM");
+    // The frontier: one chart per start-up delay, each with its oracle and a
+    // dot per setting (the self-check above saw each draw a path with area).
+    let frontiers = dom.matches("class=\"chart frontier-chart\"").count();
+    assert_eq!(frontiers, sweep::STARTUPS_MS.len(), "frontier charts in the DOM");
+    assert_eq!(dom.matches("class=\"oracle\"").count(), frontiers, "one oracle point per frontier");
+    let settings: usize = b.sweep.as_ref().map_or(0, |s| s.startups.iter().map(|f| f.points.len()).sum());
+    assert_eq!(dom.matches("class=\"pt\"").count(), settings, "a dot per setting");
 
     // 2. The screenshot is not blank: many non-white pixels, several colours.
     let png = dir.path().join("report.png");

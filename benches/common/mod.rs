@@ -62,6 +62,7 @@ pub fn group_spec(seed: u64, group: usize, n: usize) -> SimSpec {
                 addressees: 4.0,
                 forward_click_through: 0.35,
                 duration_ms: 180 * MINUTE,
+                lognormal: None,
             }
         })
         .collect();

@@ -8,8 +8,11 @@
 //!     replica requests ──► capacity model (start-up delay) ──► overload, cost
 //! ```
 //!
-//! The capacity model is in [`capacity`], the policies in [`policy`], the
-//! HTML report in [`report`]. Everything a target's capacity needs comes from
+//! The capacity model is in [`capacity`], the policies (and the
+//! perfect-foresight oracle) in [`policy`], the HTML report in [`report`],
+//! the cost–overload frontier of `--sweep` in [`sweep`]. [`prepare`] reads
+//! the log and runs the engine once; [`evaluate`] applies one [`Model`] to
+//! that (with `--day`, over whole UTC days of baseline traffic). Everything a target's capacity needs comes from
 //! `[planner]` / `[targets.<name>]` of the configuration
 //! ([`crate::config::Config::planner_for`]): `requests_per_click`,
 //! `capacity_per_replica`, `baseline_rps`, `min_replicas`, `max_replicas`.
@@ -35,13 +38,14 @@
 pub mod capacity;
 pub mod policy;
 pub mod report;
+pub mod sweep;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, PlannerConfig};
 use crate::decode::decode;
 use crate::engine::{Engine, EngineConfigError};
 use crate::event::EventKind;
@@ -49,7 +53,7 @@ use crate::replay::replay_bytes;
 use crate::signal::{ScaleReason, Signal};
 use crate::time::rfc3339;
 
-use capacity::{peak, per_minute_average, provision, Provisioned, MIN};
+use capacity::{peak, per_minute_average, provision, Provisioned, Step, MIN};
 use policy::{LoopParams, POLICIES};
 
 /// Parameters of the capacity model and the baselines that are not in the
@@ -71,6 +75,11 @@ pub struct Model {
     /// Utilisation the reactive and trend policies aim at; `None`:
     /// `1 / (1 + planner.headroom)` of each target.
     pub target_utilisation: Option<f64>,
+    /// `--day`: model whole UTC days (from the midnight before the log's
+    /// first event to the midnight after its last) instead of the log's span;
+    /// the minutes outside the log carry `baseline_rps` only, and every
+    /// policy keeps paying for what it runs there. Default false.
+    pub day: bool,
 }
 
 impl Default for Model {
@@ -82,6 +91,7 @@ impl Default for Model {
             sync_ms: 15_000,
             trend_window_ms: 600_000,
             target_utilisation: None,
+            day: false,
         }
     }
 }
@@ -291,6 +301,9 @@ pub struct Backtest {
     pub campaigns: Vec<CampaignRun>,
     /// Totals per policy over targets that had a viral campaign.
     pub viral_totals: Vec<ViralTotals>,
+    /// The cost–overload frontier (`--sweep` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<sweep::Sweep>,
 }
 
 impl Backtest {
@@ -306,15 +319,54 @@ impl Backtest {
     }
 }
 
-#[derive(Default)]
+/// What the log says about one campaign.
+#[derive(Clone, Debug, Default)]
 struct CampaignTraffic {
+    /// Target service (of its first send or click that names one).
     target: Option<String>,
+    /// First send (epoch ms).
     send_ms: Option<i64>,
+    /// Deduplicated clicks: (time in epoch ms, generation).
     clicks: Vec<(i64, u32)>,
 }
 
+/// What the log and the engine say, whatever the capacity model: each
+/// campaign's traffic and the engine's signals. Preparing is the expensive
+/// part (a replay); [`evaluate`] turns it into a [`Backtest`] for one
+/// [`Model`], so a sweep prepares once per engine configuration.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The configuration the engine ran with (capacity model per target).
+    cfg: Arc<Config>,
+    /// `estimator.allowed_lateness` (ms).
+    lateness_ms: i64,
+    /// Input counts of the traffic pass (attribution counted in [`evaluate`]).
+    input: InputCounts,
+    /// Traffic per campaign id.
+    camps: BTreeMap<String, CampaignTraffic>,
+    /// Earliest send or click (epoch ms).
+    first_ms: i64,
+    /// Latest send or click (epoch ms).
+    last_ms: i64,
+    /// floodgate's decisions per target, in signal order.
+    scale: HashMap<String, Vec<ScaleMark>>,
+    /// First `viral_onset` per campaign (event time).
+    onsets: HashMap<String, i64>,
+    /// The engine's R over time per campaign.
+    r_series: HashMap<String, Vec<RPoint>>,
+}
+
+/// One UTC day in milliseconds.
+const DAY: i64 = 24 * 60 * MIN;
+
 /// Runs the backtest on an NDJSON log.
 pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest, BacktestError> {
+    check_model(model)?;
+    evaluate(&prepare(log, cfg)?, model)
+}
+
+/// Rejects model parameters out of range.
+fn check_model(model: &Model) -> Result<(), BacktestError> {
     if model.startup_ms < 0 || model.metrics_delay_ms < 0 || model.stabilisation_ms < 0 {
         return Err(BacktestError::Model("durations must not be negative".into()));
     }
@@ -329,6 +381,11 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
             return Err(BacktestError::Model(format!("--target-utilisation {u} must be in (0, 1]")));
         }
     }
+    Ok(())
+}
+
+/// Reads the log's traffic and replays it through the engine.
+pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> {
     let mut engine = Engine::new(cfg.clone())?.with_estimates(true);
     let lateness = cfg.estimator.allowed_lateness.ms();
 
@@ -378,12 +435,9 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
     }
     let times = camps.values().flat_map(|c| c.clicks.iter().map(|&(t, _)| t).chain(c.send_ms));
     let (Some(first), Some(last)) = (times.clone().min(), times.max()) else { return Err(BacktestError::NoTraffic) };
-    let t0 = first.div_euclid(MIN) * MIN;
-    let minutes = ((last - t0).div_euclid(MIN) + 1) as usize;
-    if minutes as i64 > 31 * 24 * 60 {
-        return Err(BacktestError::TooLong(minutes as i64 / (24 * 60)));
+    if last - first >= 31 * DAY {
+        return Err(BacktestError::TooLong((last - first) / DAY));
     }
-    let minute_of = |t: i64| ((t - t0).div_euclid(MIN)) as usize;
 
     // 2. The engine's signals.
     let (signals, _report, _errors) = replay_bytes(log, &mut engine);
@@ -413,10 +467,70 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
             Signal::ViralSubsided(_) => {}
         }
     }
+    for marks in scale.values_mut() {
+        marks.sort_by_key(|m| m.effective_ms);
+    }
+    Ok(Prepared { cfg, lateness_ms: lateness, input, camps, first_ms: first, last_ms: last, scale, onsets, r_series })
+}
+
+/// The modelled minutes: `(start of the first, how many)`. The log's span,
+/// or with `day` whole UTC days around it.
+pub fn modelled_span(first_ms: i64, last_ms: i64, day: bool) -> (i64, usize) {
+    let (t0, end) = if day {
+        (first_ms.div_euclid(DAY) * DAY, (last_ms.div_euclid(DAY) + 1) * DAY)
+    } else {
+        (first_ms.div_euclid(MIN) * MIN, (last_ms.div_euclid(MIN) + 1) * MIN)
+    };
+    (t0, ((end - t0) / MIN) as usize)
+}
+
+/// Runs one policy's replica requests through the capacity model and sums
+/// up its overload and cost on a target's requests (per minute from `t0_ms`).
+pub fn run_policy(
+    policy: &str,
+    target: &str,
+    requests: &[f64],
+    pc: &PlannerConfig,
+    decisions: Vec<Step>,
+    t0_ms: i64,
+    startup_ms: i64,
+) -> PolicyRun {
+    let minutes = requests.len();
+    // Decisions after the modelled minutes change nothing measured.
+    let end = t0_ms + minutes as i64 * MIN;
+    let decisions: Vec<_> = decisions.into_iter().filter(|d| d.t_ms < end).collect();
+    let prov = provision(t0_ms, pc.min_replicas, &decisions, startup_ms);
+    let ready = per_minute_average(&prov.ready, t0_ms, minutes);
+    let requested = per_minute_average(&prov.requested, t0_ms, minutes);
+    let capacity: Vec<f64> = ready.iter().map(|r| r * pc.capacity_per_replica * 60.0).collect();
+    let mut s = PolicySummary { policy: policy.to_string(), target: target.to_string(), ..Default::default() };
+    for (m, &r) in requests.iter().enumerate() {
+        let over = (r - capacity[m]).max(0.0);
+        s.requests += r;
+        s.overloaded_requests += over;
+        s.minutes_overloaded += u32::from(over > 1e-9);
+    }
+    s.overloaded_pct = if s.requests > 0.0 { 100.0 * s.overloaded_requests / s.requests } else { 0.0 };
+    s.replica_minutes = requested.iter().sum();
+    s.peak_replicas = peak(&prov.requested, t0_ms, end);
+    s.scale_ups = prov.requested.windows(2).filter(|w| w[1].replicas > w[0].replicas).count() as u32;
+    PolicyRun { summary: s, provisioned: prov, capacity_per_minute: capacity }
+}
+
+/// Evaluates a prepared log under one capacity model.
+pub fn evaluate(prep: &Prepared, model: &Model) -> Result<Backtest, BacktestError> {
+    check_model(model)?;
+    let cfg = &prep.cfg;
+    let lateness = prep.lateness_ms;
+    let camps = &prep.camps;
+    let onsets = &prep.onsets;
+    let mut input = prep.input.clone();
+    let (t0, minutes) = modelled_span(prep.first_ms, prep.last_ms, model.day);
+    let minute_of = |t: i64| ((t - t0).div_euclid(MIN)) as usize;
 
     // 3. Per target: requests, policies, capacity.
     let mut by_target: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (name, c) in &camps {
+    for (name, c) in camps {
         match &c.target {
             Some(t) if !c.clicks.is_empty() || c.send_ms.is_some() => by_target.entry(t.clone()).or_default().push(name),
             Some(_) => {}
@@ -445,8 +559,7 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
             trend_window_ms: model.trend_window_ms,
             lookahead_ms: model.startup_ms,
         };
-        let mut marks = scale.remove(target).unwrap_or_default();
-        marks.sort_by_key(|m| m.effective_ms);
+        let marks = prep.scale.get(target).cloned().unwrap_or_default();
         let fg: Vec<(i64, u32)> = marks.iter().map(|m| (m.effective_ms, m.desired_replicas)).collect();
         let mut runs = Vec::new();
         for policy in POLICIES {
@@ -455,25 +568,7 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
                 "trend" => policy::trend(&req, &pc, &params),
                 _ => policy::floodgate(&fg),
             };
-            // Decisions after the log's last minute change nothing measured.
-            let end = t0 + minutes as i64 * MIN;
-            let decisions: Vec<_> = decisions.into_iter().filter(|d| d.t_ms < end).collect();
-            let prov = provision(t0, pc.min_replicas, &decisions, model.startup_ms);
-            let ready = per_minute_average(&prov.ready, t0, minutes);
-            let requested = per_minute_average(&prov.requested, t0, minutes);
-            let capacity: Vec<f64> = ready.iter().map(|r| r * pc.capacity_per_replica * 60.0).collect();
-            let mut s = PolicySummary { policy: policy.to_string(), target: target.clone(), ..Default::default() };
-            for (m, &r) in req.iter().enumerate() {
-                let over = (r - capacity[m]).max(0.0);
-                s.requests += r;
-                s.overloaded_requests += over;
-                s.minutes_overloaded += u32::from(over > 1e-9);
-            }
-            s.overloaded_pct = if s.requests > 0.0 { 100.0 * s.overloaded_requests / s.requests } else { 0.0 };
-            s.replica_minutes = requested.iter().sum();
-            s.peak_replicas = peak(&prov.requested, t0, end);
-            s.scale_ups = prov.requested.windows(2).filter(|w| w[1].replicas > w[0].replicas).count() as u32;
-            runs.push(PolicyRun { summary: s, provisioned: prov, capacity_per_minute: capacity });
+            runs.push(run_policy(policy, target, &req, &pc, decisions, t0, model.startup_ms));
         }
         targets.push(TargetRun {
             target: target.clone(),
@@ -490,7 +585,7 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
 
     // 4. Campaigns: surge and leads.
     let mut campaigns = Vec::new();
-    for (name, c) in &camps {
+    for (name, c) in camps {
         if c.clicks.is_empty() && c.send_ms.is_none() {
             continue;
         }
@@ -546,7 +641,7 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
                 _ => None,
             },
             leads,
-            r: r_series.remove(name).unwrap_or_default(),
+            r: prep.r_series.get(name).cloned().unwrap_or_default(),
         });
     }
     campaigns.sort_by(|a, b| a.send_ms.cmp(&b.send_ms).then(a.campaign.cmp(&b.campaign)));
@@ -580,6 +675,7 @@ pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest,
         targets,
         campaigns,
         viral_totals,
+        sweep: None,
     })
 }
 
@@ -647,4 +743,62 @@ pub fn text_table(b: &Backtest) -> String {
 
 fn fmt_opt(x: Option<f64>) -> String {
     x.map_or("-".to_string(), |v| format!("{v:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One send and no click: the requests are the baseline alone.
+    const SEND: &str = r#"{"type":"send","campaign":"c","ts":"2026-03-02T08:00:10Z","recipients":1000,"target":"web","id":"s"}"#;
+
+    #[test]
+    fn a_day_of_constant_baseline_costs_what_it_needs_around_the_clock() {
+        // 120 requests/s at 50 per replica: 2.4 → 3 replicas (reactive at
+        // utilisation 0.8 wants 120 / 40 = 3 as well); min_replicas 2.
+        let cfg = Arc::new(
+            Config::from_toml("[planner]\nbaseline_rps = 120.0\ncapacity_per_replica = 50.0\nmin_replicas = 2\n").expect("config"),
+        );
+        let model = Model { target_utilisation: Some(0.8), ..Model::default() };
+        let prep = prepare(SEND.as_bytes(), cfg).expect("prepare");
+
+        let span = evaluate(&prep, &model).expect("log span");
+        assert_eq!(span.minutes, 1, "the log is one minute long");
+        let day = evaluate(&prep, &Model { day: true, ..model }).expect("day");
+        assert_eq!(day.start, "2026-03-02T00:00:00Z");
+        assert_eq!(day.minutes, 1440);
+        let t = &day.targets[0];
+        assert!(t.requests_per_minute.iter().all(|&r| r == 7200.0));
+        let pc = prep.cfg.planner_for("web");
+        let oracle = run_policy(
+            "oracle",
+            "web",
+            &t.requests_per_minute,
+            &pc,
+            policy::oracle(&t.requests_per_minute, &pc, day.start_ms, 90_000),
+            day.start_ms,
+            90_000,
+        );
+        for s in [day.summary("web", "reactive").expect("reactive"), &oracle.summary] {
+            // Both ask for 3 at midnight: 3 × 1440 replica-minutes. The third
+            // replica is ready at 00:01:30, so minute 0 serves 2 × 3000 of
+            // its 7200 requests; minute 1 averages 2.5 replicas = 7500.
+            assert_eq!(s.requests, 7200.0 * 1440.0, "{s:?}");
+            assert!((s.replica_minutes - 3.0 * 1440.0).abs() < 1e-6, "{s:?}");
+            assert!((s.overloaded_requests - 1200.0).abs() < 1e-6, "{s:?}");
+            assert_eq!(s.minutes_overloaded, 1, "{s:?}");
+        }
+        // Over the log's span alone the same policy costs 3 replica-minutes.
+        let r = span.summary("web", "reactive").expect("reactive");
+        assert!((r.replica_minutes - 3.0).abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
+    fn modelled_span_is_the_log_or_whole_days() {
+        let first = 1_772_438_410_000; // 2026-03-02T08:00:10Z
+        assert_eq!(modelled_span(first, first + 5 * MIN, false), (first - 10_000, 6));
+        assert_eq!(modelled_span(first, first + 5 * MIN, true), (first - 10_000 - 8 * 60 * MIN, 1440));
+        // A log across midnight: two days.
+        assert_eq!(modelled_span(first, first + 20 * 60 * MIN, true).1, 2880);
+    }
 }

@@ -21,6 +21,15 @@
 //!   target (`desired_replicas`), from the moment each one would have been
 //!   emitted: a send's at the send, a forecast's when the watermark makes its
 //!   bin final (`time + estimator.allowed_lateness`).
+//! * **oracle** (only in `backtest --sweep`) — perfect foresight: each
+//!   minute exactly the replicas that minute's actual requests need
+//!   ([`replicas_needed`], no headroom), each requested `startup` before the
+//!   minute starts and released as soon as no minute within `startup` ahead
+//!   needs it. No plan that holds one replica count per minute can serve
+//!   every request for fewer replica-minutes (a replica has to be paid from
+//!   its request `startup` ahead to the end of the last minute that needs
+//!   it, and releasing it earlier only saves money if it is asked again at
+//!   least `startup` later — which is what it does).
 
 use std::collections::VecDeque;
 
@@ -31,8 +40,15 @@ use super::capacity::{Step, MIN};
 /// HPA tolerance: no change while observed / target utilisation is within 10 %.
 pub const HPA_TOLERANCE: f64 = 0.1;
 
+/// Name of the reactive (HPA) policy.
+pub const REACTIVE: &str = "reactive";
+/// Name of the trend (`predict_linear`) policy.
+pub const TREND: &str = "trend";
+/// Name of the floodgate policy.
+pub const FLOODGATE: &str = "floodgate";
+
 /// The policies, in report order.
-pub const POLICIES: [&str; 3] = ["reactive", "trend", "floodgate"];
+pub const POLICIES: [&str; 3] = [REACTIVE, TREND, FLOODGATE];
 
 /// What the HPA-like policies need to know.
 #[derive(Clone, Debug)]
@@ -168,6 +184,43 @@ pub fn trend(requests: &[f64], cfg: &PlannerConfig, p: &LoopParams) -> Vec<Step>
     out
 }
 
+/// Replicas a minute of `requests_per_minute` requests needs at full
+/// utilisation: `ceil(requests / (60 × capacity_per_replica))`, within
+/// `[min_replicas, max_replicas]`.
+pub fn replicas_needed(requests_per_minute: f64, cfg: &PlannerConfig) -> u32 {
+    let n = (requests_per_minute.max(0.0) / (60.0 * cfg.capacity_per_replica) - 1e-9).ceil();
+    let n = if n.is_finite() { n.clamp(0.0, f64::from(u32::MAX)) as u32 } else { cfg.max_replicas };
+    n.clamp(cfg.min_replicas, cfg.max_replicas)
+}
+
+/// The oracle: perfect foresight of `requests` (per minute from `t0_ms`).
+/// At every instant `t` it runs the most replicas any minute overlapping
+/// `[t, t + startup]` needs, so each minute's replicas are ready when it
+/// starts (a request before `t0_ms` is acted on at `t0_ms` by the capacity
+/// model: the first minutes can only be served by the initial replicas).
+pub fn oracle(requests: &[f64], cfg: &PlannerConfig, t0_ms: i64, startup_ms: i64) -> Vec<Step> {
+    let need: Vec<u32> = requests.iter().map(|&r| replicas_needed(r, cfg)).collect();
+    let Some(last) = need.len().checked_sub(1) else { return Vec::new() };
+    let startup_ms = startup_ms.max(0);
+    // The count can only change where a minute enters the window (startup
+    // before it starts) or leaves it (when it ends).
+    let mut times: Vec<i64> = (0..need.len() as i64).flat_map(|m| [t0_ms + m * MIN - startup_ms, t0_ms + (m + 1) * MIN]).collect();
+    times.sort_unstable();
+    times.dedup();
+    let minute_at = |t: i64| (t - t0_ms).div_euclid(MIN).clamp(0, last as i64) as usize;
+    let mut out: Vec<Step> = Vec::new();
+    for t in times {
+        if t >= t0_ms + need.len() as i64 * MIN {
+            break;
+        }
+        let replicas = need[minute_at(t)..=minute_at(t + startup_ms)].iter().copied().max().unwrap_or(cfg.min_replicas);
+        if out.last().is_none_or(|s| s.replicas != replicas) {
+            out.push(Step { t_ms: t, replicas });
+        }
+    }
+    out
+}
+
 /// The floodgate policy: the engine's decisions `(effective time, desired
 /// replicas)`, in time order, as requests.
 pub fn floodgate(decisions: &[(i64, u32)]) -> Vec<Step> {
@@ -221,11 +274,47 @@ mod tests {
     }
 
     #[test]
+    fn oracle_asks_each_minute_exactly_what_it_needs_startup_ahead() {
+        use crate::backtest::capacity::{per_minute_average, provision};
+        // 10 rps per replica = 600 requests per replica-minute; min 1.
+        // need:        1    1     3     3     1     1     2     1
+        let req = [0.0, 600.0, 1300.0, 1800.0, 0.0, 500.0, 601.0, 0.0];
+        let c = cfg();
+        assert_eq!(req.iter().map(|&r| replicas_needed(r, &c)).collect::<Vec<_>>(), [1, 1, 3, 3, 1, 1, 2, 1]);
+        let d = oracle(&req, &c, 0, 90_000);
+        // 3 asked 90 s before minute 2, released when minute 3 ends; 2 asked
+        // 90 s before minute 6, released when it ends.
+        assert_eq!(
+            d,
+            vec![
+                Step { t_ms: -90_000, replicas: 1 },
+                Step { t_ms: 30_000, replicas: 3 },
+                Step { t_ms: 4 * MIN, replicas: 1 },
+                Step { t_ms: 4 * MIN + 30_000, replicas: 2 },
+                Step { t_ms: 7 * MIN, replicas: 1 },
+            ]
+        );
+        let p = provision(0, c.min_replicas, &d, 90_000);
+        let ready = per_minute_average(&p.ready, 0, req.len());
+        assert_eq!(ready, [1.0, 1.0, 3.0, 3.0, 1.0, 1.0, 2.0, 1.0], "ready exactly when needed");
+        // Cost: 1 replica for 8 min, 2 more from 0:30 to 4:00, 1 more from 4:30 to 7:00.
+        let cost: f64 = per_minute_average(&p.requested, 0, req.len()).iter().sum();
+        assert!((cost - (8.0 + 2.0 * 3.5 + 1.0 * 2.5)).abs() < 1e-9, "{cost}");
+        // A dip shorter than the start-up is held, not released and re-asked.
+        let d = oracle(&[1800.0, 0.0, 1800.0], &c, 0, 90_000);
+        assert_eq!(d, vec![Step { t_ms: -90_000, replicas: 3 }]);
+    }
+
+    #[test]
     fn trend_scales_before_reactive_on_a_ramp() {
         let req: Vec<f64> = (0..30).map(|m| 200.0 * m as f64).collect();
         let r = reactive(&req, &cfg(), &params());
         let t = trend(&req, &cfg(), &params());
         let reach = |d: &[Step], n: u32| d.iter().find(|s| s.replicas >= n).map(|s| s.t_ms);
-        assert!(reach(&t, 8) < reach(&r, 8), "trend {t:?} reactive {r:?}");
+        // Both must reach 8 replicas (an absent time would compare as "earlier").
+        let (Some(trend_at), Some(reactive_at)) = (reach(&t, 8), reach(&r, 8)) else {
+            panic!("both policies must reach 8 replicas on the ramp: trend {t:?} reactive {r:?}")
+        };
+        assert!(trend_at < reactive_at, "trend reaches 8 at {trend_at}, reactive at {reactive_at}");
     }
 }

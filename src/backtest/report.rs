@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use super::capacity::MIN;
 use super::policy::POLICIES;
+use super::sweep::{StartupFrontier, Sweep, SweepPoint, ORACLE};
 use super::{Backtest, CampaignRun, TargetRun};
 use crate::time::{format_duration_ms, rfc3339};
 
@@ -286,6 +287,150 @@ fn join(out: &mut String, items: impl Iterator<Item = String>) {
     }
 }
 
+/// Colour of a policy in the frontier chart (the oracle is black).
+fn policy_colour(policy: &str) -> &'static str {
+    POLICIES.iter().position(|p| *p == policy).map_or("#212529", |i| COLOURS[i % 3])
+}
+
+/// One start-up delay's frontier: overload (square-root scale, so small
+/// shares stay apart) against cost relative to the oracle; a dot per
+/// setting, a line through each policy's frontier, the oracle as a black
+/// diamond, floodgate's configured setting ringed.
+fn frontier_chart(f: &StartupFrontier, idx: usize, out: &mut String) {
+    let (w, h, left, right, top, bottom) = (560.0, 340.0, 64.0, 16.0, 16.0, 40.0);
+    let xmax = f.points.iter().map(|p| p.cost_vs_oracle).filter(|x| x.is_finite()).fold(1.2_f64, f64::max) * 1.05;
+    let xmin = 0.9_f64.min(f.points.iter().map(|p| p.cost_vs_oracle).filter(|x| x.is_finite()).fold(1.0, f64::min) * 0.95);
+    let ymax = f.points.iter().map(|p| p.overloaded_pct).fold(0.01_f64, f64::max) * 1.05;
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let x = |v: f64| left + pw * ((v - xmin) / (xmax - xmin)).clamp(0.0, 1.0);
+    let y = |v: f64| top + ph * (1.0 - (v.max(0.0) / ymax).sqrt().clamp(0.0, 1.0));
+    let _ = write!(
+        out,
+        r##"<figure class="rfig"><svg class="chart frontier-chart" id="frontier-{idx}" viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="cost and overload at start-up {}">"##,
+        format_duration_ms(f.startup_ms)
+    );
+    // Axes: y ticks at shares whose square roots are evenly spaced.
+    for k in 0..=4 {
+        let v = ymax * (f64::from(k) / 4.0).powi(2);
+        let yy = y(v);
+        let _ = write!(
+            out,
+            r##"<line x1="{left:.1}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+            w - right,
+            left - 6.0,
+            yy + 4.0,
+            if v >= 1.0 { format!("{v:.1}%") } else { format!("{v:.2}%") }
+        );
+    }
+    let step = nice_step(xmax - xmin, 6.0);
+    let mut v = (xmin / step).ceil() * step;
+    while v <= xmax + 1e-9 {
+        let xx = x(v);
+        let _ = write!(
+            out,
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{top:.1}" y2="{:.1}" class="grid"/><text x="{xx:.1}" y="{:.1}" class="tick" text-anchor="middle">{v:.1}×</text>"##,
+            h - bottom,
+            h - bottom + 16.0
+        );
+        v += step;
+    }
+    let _ = write!(
+        out,
+        r##"<line x1="{left:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" class="axis"/><line x1="{left:.1}" x2="{left:.1}" y1="{top:.1}" y2="{:.1}" class="axis"/><text x="{:.1}" y="{:.1}" class="label" text-anchor="middle">replica-minutes / oracle</text><text x="12" y="{:.1}" class="label" transform="rotate(-90 12 {:.1})" text-anchor="middle">requests over capacity (√ scale)</text>"##,
+        w - right,
+        h - bottom,
+        h - bottom,
+        h - bottom,
+        left + pw / 2.0,
+        h - 4.0,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    for policy in POLICIES {
+        let mut front: Vec<&SweepPoint> = f.points.iter().filter(|p| p.policy == policy && p.on_frontier).collect();
+        front.sort_by(|a, b| a.replica_minutes.total_cmp(&b.replica_minutes));
+        let mut d = String::new();
+        for (i, p) in front.iter().enumerate() {
+            let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, x(p.cost_vs_oracle), y(p.overloaded_pct));
+        }
+        if !d.is_empty() {
+            let _ =
+                write!(out, r##"<path class="front" stroke="{}" d="{d}"><title>{policy} frontier</title></path>"##, policy_colour(policy));
+        }
+    }
+    for p in &f.points {
+        let (cx, cy) = (x(p.cost_vs_oracle), y(p.overloaded_pct));
+        let _ = write!(
+            out,
+            r##"<circle class="pt" cx="{cx:.1}" cy="{cy:.1}" r="4" fill="{}"><title>{} {}: {:.3}% over capacity, {:.0} replica-minutes ({:.2}× oracle)</title></circle>"##,
+            policy_colour(&p.policy),
+            p.policy,
+            esc(&p.setting),
+            p.overloaded_pct,
+            p.replica_minutes,
+            p.cost_vs_oracle
+        );
+        if p.configured {
+            let _ = write!(out, r##"<circle class="ring" cx="{cx:.1}" cy="{cy:.1}" r="8"/>"##);
+        }
+    }
+    let (ox, oy) = (x(1.0), y(f.oracle.overloaded_pct));
+    let _ = write!(
+        out,
+        r##"<path class="oracle" d="M{ox:.1},{:.1}L{:.1},{oy:.1}L{ox:.1},{:.1}L{:.1},{oy:.1}Z"><title>oracle: {:.3}% over capacity, {:.0} replica-minutes</title></path></svg>"##,
+        oy - 7.0,
+        ox + 7.0,
+        oy + 7.0,
+        ox - 7.0,
+        f.oracle.overloaded_pct,
+        f.oracle.replica_minutes
+    );
+    let _ = write!(
+        out,
+        r##"<figcaption><b>start-up {}</b> · oracle {:.0} replica-minutes · floodgate as configured: {} · dominated by: {}</figcaption></figure>"##,
+        format_duration_ms(f.startup_ms),
+        f.oracle.replica_minutes,
+        f.configured().map_or("–".to_string(), |c| format!("{:.3}% over, {:.2}× oracle", c.overloaded_pct, c.cost_vs_oracle)),
+        esc(&if f.configured_dominated_by.is_empty() { "none".to_string() } else { f.configured_dominated_by.join(", ") })
+    );
+}
+
+/// The sweep section: legend, one frontier chart per start-up, and a table.
+fn sweep_section(s: &Sweep, out: &mut String) {
+    out.push_str("<h2>Cost–overload frontier</h2>");
+    let _ = write!(
+        out,
+        r##"<p class="meta">Every setting of every policy on all targets{}: share of requests over capacity against replica-minutes relative to the <b>oracle</b> (perfect foresight: each minute exactly the replicas its requests need, asked start-up ahead — no plan holding one count per minute is cheaper at zero overload). Lines join each policy's frontier (settings no other setting of the same policy beats on both). Reactive at target utilisation 0.5–0.9, trend at 0.6–0.8, floodgate at the configured setting (ringed) and a grid of horizon × r_quantile × headroom.</p><p class="legend">"##,
+        if s.day { ", whole UTC days (<code>--day</code>)" } else { ", over the log's span" }
+    );
+    for p in POLICIES {
+        let _ = write!(out, r##"<span><i class="sw" style="background:{}"></i>{p}</span>"##, policy_colour(p));
+    }
+    out.push_str(r##"<span><i class="sw" style="background:#212529;height:8px;width:8px"></i>oracle</span></p><div class="grid2">"##);
+    for (i, f) in s.startups.iter().enumerate() {
+        frontier_chart(f, i, out);
+    }
+    out.push_str("</div><table><tr><th>start-up</th><th class=\"l\">policy</th><th class=\"l\">setting</th><th>over capacity %</th><th>replica-minutes</th><th>× oracle</th><th>on frontier</th></tr>");
+    for f in &s.startups {
+        for p in std::iter::once(&f.oracle).chain(&f.points) {
+            let _ = write!(
+                out,
+                r##"<tr{}><td>{}</td><td class="l">{}</td><td class="l">{}{}</td><td>{:.3}</td><td>{:.0}</td><td>{:.2}</td><td>{}</td></tr>"##,
+                if p.configured || p.policy == ORACLE { r##" class="best""## } else { "" },
+                format_duration_ms(f.startup_ms),
+                p.policy,
+                esc(&p.setting),
+                if p.configured { " (configured)" } else { "" },
+                p.overloaded_pct,
+                p.replica_minutes,
+                p.cost_vs_oracle,
+                if p.on_frontier { "yes" } else { "" }
+            );
+        }
+    }
+    out.push_str("</table>");
+}
+
 fn r_chart(b: &Backtest, c: &CampaignRun, idx: usize, out: &mut String) {
     let (Some(first), Some(last)) = (c.r.first(), c.r.last()) else { return };
     let t0 = c.send_ms.unwrap_or(first.t_ms).min(first.t_ms);
@@ -373,6 +518,7 @@ svg .mark{fill:#1971c2}
 svg .strip{fill:#f1f3f5} svg .over{fill:#e03131}
 svg .band{fill:#74c0fc;fill-opacity:.45} svg .rmean{fill:none;stroke:#1864ab;stroke-width:1.6} svg .one{stroke:#495057;stroke-dasharray:4 3}
 svg .cursor{stroke:#212529;stroke-width:1}
+svg .front{fill:none;stroke-width:2} svg .pt{fill-opacity:.85} svg .ring{fill:none;stroke:#1971c2;stroke-width:2} svg .oracle{fill:#212529}
 .grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
 figure{margin:0} figcaption{font-size:12px;color:#495057}
 .viral{background:#ffe3e3;color:#c92a2a;border-radius:3px;padding:0 4px;font-size:11px}
@@ -515,6 +661,10 @@ pub fn html(b: &Backtest) -> String {
             o.push_str("</tr>");
         }
         o.push_str("</table>");
+    }
+
+    if let Some(s) = &b.sweep {
+        sweep_section(s, &mut o);
     }
 
     // Target charts.

@@ -17,6 +17,13 @@
 //! `start + duration`: nothing later is written (like a mailing that
 //! stops being read), so estimates are checked up to that time only.
 //!
+//! **Heavy-tailed delays.** A campaign with `lognormal` set draws its delays
+//! from lognormal distributions instead (send → click and forward → click:
+//! `response`; click → forward: `forward`), typically with an sd above the
+//! mean: most readers act within minutes, a long tail days later. The
+//! generation interval is then no longer the one the engine assumes (that
+//! is the point of [`heavy_tailed_scenarios`]).
+//!
 //! Deterministic for a seed: a SplitMix64 generator and Marsaglia–Tsang Gamma
 //! sampling, no external RNG crate whose stream could change between versions.
 
@@ -49,6 +56,27 @@ pub struct CampaignSpec {
     pub forward_click_through: f64,
     /// Length of the campaign's log, ms after the send.
     pub duration_ms: i64,
+    /// Lognormal delays instead of the Gamma ones; absent: Gamma.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lognormal: Option<LognormalDelays>,
+}
+
+/// A lognormal delay given by its mean and sd (ms).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Lognormal {
+    /// Mean delay (ms).
+    pub mean_ms: f64,
+    /// Standard deviation of the delay (ms).
+    pub sd_ms: f64,
+}
+
+/// The delays of a heavy-tailed campaign.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LognormalDelays {
+    /// Send → direct click, and forward → click of a forwarded copy.
+    pub response: Lognormal,
+    /// Click → forward.
+    pub forward: Lognormal,
 }
 
 impl CampaignSpec {
@@ -151,6 +179,14 @@ impl Rng {
         }
     }
 
+    /// Lognormal with the given mean and sd (both > 0): `exp(μ + σZ)` with
+    /// `σ² = ln(1 + sd²/mean²)`, `μ = ln(mean) − σ²/2`.
+    pub fn lognormal(&mut self, d: Lognormal) -> f64 {
+        let s2 = (1.0 + (d.sd_ms / d.mean_ms).powi(2)).ln();
+        let mu = d.mean_ms.ln() - s2 / 2.0;
+        (mu + s2.sqrt() * self.normal()).exp()
+    }
+
     /// Bernoulli(p).
     pub fn chance(&mut self, p: f64) -> bool {
         self.uniform() < p
@@ -200,7 +236,11 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
         let mut next_person = 0u64;
         for _ in 0..c.recipients {
             if rng.chance(c.click_through) {
-                let t = c.start_ms + rng.gamma(1.0, 30.0 * MINUTE) as i64;
+                let delay = match &c.lognormal {
+                    Some(l) => rng.lognormal(l.response),
+                    None => rng.gamma(1.0, 30.0 * MINUTE),
+                };
+                let t = c.start_ms + delay as i64;
                 if t < end {
                     queue.push_back((t, 0, next_person, None));
                 }
@@ -230,7 +270,11 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
             if !rng.chance(p_forward) {
                 continue;
             }
-            let t_fwd = t + (MINUTE + rng.gamma(1.0, THETA)) as i64;
+            let fwd_delay = match &c.lognormal {
+                Some(l) => rng.lognormal(l.forward),
+                None => MINUTE + rng.gamma(1.0, THETA),
+            };
+            let t_fwd = t + fwd_delay as i64;
             let addressees = rng.one_plus_geometric(mean_addressees);
             if t_fwd < end {
                 events.push(SimEvent {
@@ -247,7 +291,11 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
             }
             for _ in 0..addressees {
                 if rng.chance(c.forward_click_through) {
-                    let tc = t_fwd + rng.gamma(1.56, THETA) as i64;
+                    let click_delay = match &c.lognormal {
+                        Some(l) => rng.lognormal(l.response),
+                        None => rng.gamma(1.56, THETA),
+                    };
+                    let tc = t_fwd + click_delay as i64;
                     if tc < end {
                         queue.push_back((tc, generation + 1, next_person, Some(person)));
                     }
@@ -294,6 +342,7 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
             addressees: 4.0,
             forward_click_through: 0.35,
             duration_ms: (duration * MINUTE) as i64,
+            lognormal: None,
         });
     }
     campaigns.push(CampaignSpec {
@@ -308,7 +357,51 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
         addressees: 4.0,
         forward_click_through: 0.35,
         duration_ms: (170.0 * MINUTE) as i64,
+        lognormal: None,
     });
+    SimSpec { seed, campaigns, duplicate_rate: 0.0 }
+}
+
+/// The `heavy-tailed` scenario set: delays lognormal with an sd above the
+/// mean (send → click and forward → click: mean 40 min, sd 90 min; click →
+/// forward: mean 10 min, sd 25 min), so a campaign's clicks trail on for
+/// hours; three audiences with a stable click-through each, several
+/// campaigns per audience, large direct waves and sub-critical pass-along
+/// (R 0.2–0.95), and two super-critical campaigns (R 1.3 and 1.6). Sends are
+/// 40 min apart; each log runs 6 h after its send. The audience is in the
+/// campaign id (`<audience>-<n>-r<R×100>`), not a field of the events.
+pub fn heavy_tailed_scenarios(seed: u64, start_ms: i64) -> SimSpec {
+    // (audience, recipients, click-through, target, R of its campaigns)
+    let audiences: [(&str, u64, f64, &str, &[f64]); 3] = [
+        ("newsletter", 100_000, 0.015, "blog-web", &[0.2, 0.5, 0.8, 0.95]),
+        ("customers", 60_000, 0.025, "shop-web", &[0.3, 0.6, 0.9, 1.6]),
+        ("prospects", 150_000, 0.008, "shop-web", &[0.4, 0.7, 1.3]),
+    ];
+    let delays = LognormalDelays {
+        response: Lognormal { mean_ms: 40.0 * MINUTE, sd_ms: 90.0 * MINUTE },
+        forward: Lognormal { mean_ms: 10.0 * MINUTE, sd_ms: 25.0 * MINUTE },
+    };
+    let mut campaigns = Vec::new();
+    // Interleave the audiences: newsletter 1, customers 1, prospects 1, newsletter 2, …
+    for round in 0..4 {
+        for &(audience, recipients, click_through, target, rs) in &audiences {
+            let Some(&r) = rs.get(round) else { continue };
+            campaigns.push(CampaignSpec {
+                campaign: format!("{audience}-{}-r{}", round + 1, (r * 100.0).round() as u32),
+                target: target.into(),
+                start_ms: start_ms + campaigns.len() as i64 * 40 * MINUTE as i64,
+                recipients,
+                click_through,
+                r,
+                r_after: None,
+                jump_after_ms: None,
+                addressees: 4.0,
+                forward_click_through: 0.35,
+                duration_ms: (360.0 * MINUTE) as i64,
+                lognormal: Some(delays),
+            });
+        }
+    }
     SimSpec { seed, campaigns, duplicate_rate: 0.0 }
 }
 
@@ -326,6 +419,7 @@ pub fn demo_scenario(seed: u64, start_ms: i64) -> SimSpec {
         addressees: 4.0,
         forward_click_through: 0.35,
         duration_ms: (120.0 * MINUTE) as i64,
+        lognormal: None,
     };
     let mut jump = base("webinar-invite", "events-web", 20, 8_000, 0.5);
     jump.r_after = Some(1.8);
@@ -353,6 +447,47 @@ mod tests {
         assert!((var.sqrt() - 10.0).abs() < 0.1, "{}", var.sqrt());
         let g: Vec<f64> = (0..n).map(|_| rng.gamma(0.5, 2.0)).collect();
         assert!((g.iter().sum::<f64>() / n as f64 - 1.0).abs() < 0.02);
+    }
+
+    #[test]
+    fn lognormal_sampler_moments() {
+        let mut rng = Rng::new(5);
+        let n = 400_000;
+        let d = Lognormal { mean_ms: 40.0, sd_ms: 90.0 };
+        let xs: Vec<f64> = (0..n).map(|_| rng.lognormal(d)).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let mut sorted = xs.clone();
+        sorted.sort_by(f64::total_cmp);
+        // Heavy tail: the sample sd converges slowly, so check the mean and
+        // the median exp(μ) = mean / sqrt(1 + sd²/mean²) = 16.4.
+        assert!((mean - 40.0).abs() < 1.5, "{mean}");
+        let median = sorted[n / 2];
+        assert!((median - 40.0 / (1.0f64 + (90.0f64 / 40.0).powi(2)).sqrt()).abs() < 0.5, "{median}");
+    }
+
+    #[test]
+    fn heavy_tailed_scenario_has_long_delays_and_stable_audiences() {
+        let spec = heavy_tailed_scenarios(1, 0);
+        assert_eq!(spec.campaigns.len(), 11);
+        let rs: Vec<f64> = spec.campaigns.iter().map(|c| c.r).collect();
+        assert_eq!(rs.iter().filter(|&&r| r > 1.0).count(), 2, "two super-critical campaigns");
+        assert!(rs.iter().filter(|&&r| r < 1.0).all(|&r| (0.2..=0.95).contains(&r)));
+        // Same audience, same click-through.
+        for c in &spec.campaigns {
+            let audience = c.campaign.split('-').next().unwrap_or("");
+            assert!(spec.campaigns.iter().filter(|o| o.campaign.starts_with(audience)).all(|o| o.click_through == c.click_through));
+        }
+        // Direct click delays: sd above the mean (among clicks inside the log).
+        let mut one = spec.clone();
+        one.campaigns.truncate(1);
+        let ev = simulate(&one);
+        let delays: Vec<f64> =
+            ev.iter().filter(|e| e.generation == Some(0)).map(|e| (e.ts_ms - one.campaigns[0].start_ms) as f64).collect();
+        let n = delays.len() as f64;
+        let mean = delays.iter().sum::<f64>() / n;
+        let sd = (delays.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(n > 1000.0, "a large direct wave: {n} clicks");
+        assert!(sd > mean, "sd {sd} ms vs mean {mean} ms");
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! * [`engine`] — campaign table, event-time bins, watermark, estimators
 //!   ([`engine::renewal`], [`engine::lineage`]), detector, forecast, planner.
 //! * [`signal`] — what floodgate emits, as CloudEvents JSON with deterministic ids.
+//! * [`ingest`] — the ingest step: one record → size limit, decode, far-future
+//!   hold, apply, bin step; every input rule in one place.
 //! * [`replay`] — the file/stdin driver shared by `floodgate replay` and tests.
 //! * [`simulate`] — synthetic mailings with known R.
 //! * [`service`] — `floodgate run`: the Kafka consumer-group service (one engine
@@ -41,6 +43,7 @@ pub mod decode;
 pub mod engine;
 pub mod event;
 pub mod http;
+pub mod ingest;
 pub mod replay;
 pub mod service;
 pub mod shutdown;

@@ -23,6 +23,8 @@
 //! * [`engine`] — campaign table, event-time bins, watermark, estimators
 //!   ([`engine::renewal`], [`engine::lineage`]), detector, forecast, planner.
 //! * [`signal`] — what floodgate emits, as CloudEvents JSON with deterministic ids.
+//! * [`ingest`] — the ingest step: one record → size limit, decode, far-future
+//!   hold, apply, bin step; every input rule in one place.
 //! * [`replay`] — the file/stdin driver shared by `floodgate replay` and tests.
 //! * [`simulate`] — synthetic mailings with known R.
 //! * [`service`] — `floodgate run`: the Kafka consumer-group service (one engine
@@ -48,4 +50,4 @@ pub mod telemetry;
 
 // The pure core, re-exported under its old paths so `floodgate::engine`,
 // `crate::decode`, … keep naming the same things.
-pub use floodgate_core::{config, decode, engine, event, signal, simulate, time};
+pub use floodgate_core::{config, decode, engine, event, ingest, signal, simulate, time};

@@ -10,26 +10,13 @@ use std::io::{self, BufRead};
 
 use serde::Serialize;
 
-use crate::decode::{decode, RejectReason, Rejection};
+use crate::decode::Rejection;
 use crate::engine::{Applied, Engine, Stats};
+use crate::event::Event;
+use crate::ingest::{Ingest, LinePosition, Outcomes, Pushed};
 use crate::signal::Signal;
 
-/// A line that was not applied, with where and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LineError {
-    /// 1-based line number.
-    pub line: u64,
-    /// Byte offset of the line's start.
-    pub offset: u64,
-    /// Why.
-    pub rejection: Rejection,
-}
-
-impl std::fmt::Display for LineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {} (byte {}): {} [{}]", self.line, self.offset, self.rejection.detail, self.rejection.reason.as_str())
-    }
-}
+pub use crate::ingest::LineError;
 
 /// What a replay did, as written by `--stats`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -58,6 +45,34 @@ pub struct ReplayReport {
     pub engine: Stats,
 }
 
+/// Where a replay's results go: signals as soon as they are final, bad lines,
+/// and (for drivers that need the traffic itself, as `backtest` does) each
+/// event the engine took.
+pub trait ReplaySink {
+    /// A signal, in output order. An error stops the replay.
+    fn signal(&mut self, signal: &Signal) -> io::Result<()>;
+    /// A line that was not applied.
+    fn error(&mut self, error: &LineError);
+    /// An event the engine took (counted, duplicate, late or shed), at `at`.
+    fn applied(&mut self, _at: &LinePosition, _event: &Event<'_>, _applied: Applied) {}
+}
+
+/// The sink of [`replay`]: two closures.
+struct Closures<S, E> {
+    on_signal: S,
+    on_error: E,
+}
+
+impl<S: FnMut(&Signal) -> io::Result<()>, E: FnMut(&LineError)> ReplaySink for Closures<S, E> {
+    fn signal(&mut self, signal: &Signal) -> io::Result<()> {
+        (self.on_signal)(signal)
+    }
+
+    fn error(&mut self, error: &LineError) {
+        (self.on_error)(error)
+    }
+}
+
 /// Reads NDJSON from `input` into `engine`. Each signal goes to `on_signal`
 /// as soon as it is final; each bad line to `on_error`. I/O errors stop the
 /// replay; bad lines never do.
@@ -65,22 +80,23 @@ pub struct ReplayReport {
 /// Lines are decoded where they lie in `input`'s buffer (found with a SIMD
 /// `memchr`); only a line that straddles two buffer fills is copied.
 pub fn replay<R: BufRead>(
-    mut input: R,
+    input: R,
     engine: &mut Engine,
     on_signal: impl FnMut(&Signal) -> io::Result<()>,
     on_error: impl FnMut(&LineError),
 ) -> io::Result<ReplayReport> {
+    replay_into(input, engine, &mut Closures { on_signal, on_error })
+}
+
+/// [`replay`] with a [`ReplaySink`].
+pub fn replay_into<R: BufRead>(mut input: R, engine: &mut Engine, sink: &mut impl ReplaySink) -> io::Result<ReplayReport> {
     let mut d = Driver {
-        max_bytes: engine.config().limits.max_event_bytes as usize,
-        max_future: engine.config().estimator.max_future.ms(),
+        ingest: Ingest::new(engine.config()),
         engine,
-        report: ReplayReport::default(),
+        tally: Tally { report: ReplayReport::default(), sink },
         out: Vec::new(),
         line_no: 0,
         offset: 0,
-        held: None,
-        on_signal,
-        on_error,
     };
     // The start of a line whose end is not in the buffer yet.
     let mut carry: Vec<u8> = Vec::new();
@@ -114,25 +130,46 @@ pub fn replay<R: BufRead>(
 }
 
 /// The state of one replay between lines.
-struct Driver<'e, S, E> {
+struct Driver<'e, 's, K> {
     engine: &'e mut Engine,
-    report: ReplayReport,
+    ingest: Ingest<LinePosition>,
+    tally: Tally<'s, K>,
     out: Vec<Signal>,
+    /// Lines read so far (blank ones included).
     line_no: u64,
     /// Byte offset of the next line.
     offset: u64,
-    held: Option<Held>,
-    max_bytes: usize,
-    max_future: i64,
-    on_signal: S,
-    on_error: E,
 }
 
-impl<S: FnMut(&Signal) -> io::Result<()>, E: FnMut(&LineError)> Driver<'_, S, E> {
+/// The report being counted, and the sink outcomes go on to.
+struct Tally<'s, K> {
+    report: ReplayReport,
+    sink: &'s mut K,
+}
+
+impl<K: ReplaySink> Outcomes<LinePosition> for Tally<'_, K> {
+    fn applied(&mut self, at: &LinePosition, event: &Event<'_>, applied: Applied) {
+        match applied {
+            Applied::Accepted => self.report.accepted += 1,
+            Applied::Duplicate => self.report.duplicates += 1,
+            Applied::Late => self.report.late += 1,
+            Applied::Shed => self.report.shed += 1,
+        }
+        self.sink.applied(at, event, applied);
+    }
+
+    fn rejected(&mut self, at: &LinePosition, _bytes: &[u8], rejection: Rejection) {
+        self.report.rejected += 1;
+        *self.report.rejected_by_reason.entry(rejection.reason.as_str()).or_default() += 1;
+        self.sink.error(&LineError::at(*at, rejection));
+    }
+}
+
+impl<K: ReplaySink> Driver<'_, '_, K> {
     /// One line, with its terminator if it has one.
     fn line(&mut self, raw: &[u8]) -> io::Result<()> {
         self.line_no += 1;
-        let start = self.offset;
+        let at = LinePosition { line: self.line_no, offset: self.offset };
         self.offset += raw.len() as u64;
         let mut line = raw;
         while let Some((&last, rest)) = line.split_last() {
@@ -145,127 +182,42 @@ impl<S: FnMut(&Signal) -> io::Result<()>, E: FnMut(&LineError)> Driver<'_, S, E>
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        let (engine, out, report) = (&mut *self.engine, &mut self.out, &mut self.report);
-        report.lines += 1;
-        let result = if line.len() > self.max_bytes {
-            Err(Rejection::new(RejectReason::TooLarge, format!("{} bytes is over limits.max_event_bytes ({})", line.len(), self.max_bytes)))
-        } else {
-            match decode(line) {
-                Err(r) => Err(r),
-                Ok(ev) => {
-                    let mut result = engine.apply(&ev, out);
-                    let is_future = matches!(&result, Err(r) if r.reason == RejectReason::Future);
-                    // An event far ahead is either a bad clock or a real gap in
-                    // the log. Hold it; the next event decides: if it agrees
-                    // (also far ahead, near the held one) time really jumped
-                    // and both are applied; otherwise the held one was a bad
-                    // clock and is rejected with its own line number.
-                    let hold = |result: &Result<Applied, Rejection>| Held {
-                        bytes: line.to_vec(),
-                        line: self.line_no,
-                        offset: start,
-                        ts_ms: ev.ts_ms,
-                        rejection: result.clone().err(),
-                    };
-                    match (self.held.take(), is_future) {
-                        (Some(h), true) if (ev.ts_ms - h.ts_ms).abs() <= self.max_future => {
-                            engine.accept_jump(h.ts_ms.min(ev.ts_ms));
-                            apply_held(&h, engine, out, report, &mut self.on_error);
-                            result = engine.apply(&ev, out);
-                        }
-                        (Some(h), _) => {
-                            reject_held(h, report, &mut self.on_error);
-                            if is_future {
-                                self.held = Some(hold(&result));
-                                return Ok(());
-                            }
-                        }
-                        (None, true) => {
-                            self.held = Some(hold(&result));
-                            return Ok(());
-                        }
-                        (None, false) => {}
-                    }
-                    result
-                }
-            }
-        };
-        match result {
-            Ok(applied) => count(applied, report),
-            Err(rejection) => reject(LineError { line: self.line_no, offset: start, rejection }, report, &mut self.on_error),
+        self.tally.report.lines += 1;
+        if self.ingest.push(self.engine, line, at, &mut self.out, &mut self.tally) == Pushed::Held {
+            return Ok(());
         }
         // Onsets are handed on before the bin's capacity forecasts are made.
-        if let Some(wm) = self.engine.natural_watermark() {
-            self.engine.advance_detect(wm, &mut self.out);
-            if !self.out.is_empty() {
-                self.emit()?;
-            }
-            self.engine.advance_plan(&mut self.out);
+        if !self.out.is_empty() {
+            self.emit()?;
         }
+        self.ingest.plan(self.engine, &mut self.out);
         if !self.out.is_empty() {
             self.emit()?;
         }
         Ok(())
     }
 
-    /// Hands the signals in `out` to `on_signal`, counting them.
+    /// Hands the signals in `out` to the sink, counting them.
     fn emit(&mut self) -> io::Result<()> {
         self.engine.count_signals(&self.out);
+        let report = &mut self.tally.report;
         for s in self.out.drain(..) {
-            self.report.signals += 1;
-            *self.report.signals_by_type.entry(s.kind()).or_default() += 1;
-            (self.on_signal)(&s)?;
+            report.signals += 1;
+            *report.signals_by_type.entry(s.kind()).or_default() += 1;
+            self.tally.sink.signal(&s)?;
         }
         Ok(())
     }
 
     /// End of input: the held event (if any) is rejected, every window flushed.
     fn finish(mut self) -> io::Result<ReplayReport> {
-        if let Some(h) = self.held.take() {
-            reject_held(h, &mut self.report, &mut self.on_error);
-        }
-        self.engine.flush(&mut self.out);
+        self.ingest.finish(self.engine, &mut self.out, &mut self.tally);
         self.emit()?;
-        self.report.campaigns = self.engine.stats().campaigns_seen;
-        self.report.engine = self.engine.stats().clone();
-        Ok(self.report)
+        let report = &mut self.tally.report;
+        report.campaigns = self.engine.stats().campaigns_seen;
+        report.engine = self.engine.stats().clone();
+        Ok(std::mem::take(report))
     }
-}
-
-/// A line held back because its time was far ahead of the others.
-struct Held {
-    bytes: Vec<u8>,
-    line: u64,
-    offset: u64,
-    ts_ms: i64,
-    rejection: Option<Rejection>,
-}
-
-fn apply_held(h: &Held, engine: &mut Engine, out: &mut Vec<Signal>, report: &mut ReplayReport, on_error: &mut impl FnMut(&LineError)) {
-    match decode(&h.bytes).and_then(|ev| engine.apply(&ev, out)) {
-        Ok(applied) => count(applied, report),
-        Err(rejection) => reject(LineError { line: h.line, offset: h.offset, rejection }, report, on_error),
-    }
-}
-
-fn reject_held(h: Held, report: &mut ReplayReport, on_error: &mut impl FnMut(&LineError)) {
-    let rejection = h.rejection.unwrap_or_else(|| Rejection::new(RejectReason::Future, "event time far ahead of the log"));
-    reject(LineError { line: h.line, offset: h.offset, rejection }, report, on_error);
-}
-
-fn count(applied: Applied, report: &mut ReplayReport) {
-    match applied {
-        Applied::Accepted => report.accepted += 1,
-        Applied::Duplicate => report.duplicates += 1,
-        Applied::Late => report.late += 1,
-        Applied::Shed => report.shed += 1,
-    }
-}
-
-fn reject(e: LineError, report: &mut ReplayReport, on_error: &mut impl FnMut(&LineError)) {
-    report.rejected += 1;
-    *report.rejected_by_reason.entry(e.rejection.reason.as_str()).or_default() += 1;
-    on_error(&e);
 }
 
 /// Replays a whole byte buffer and returns the signals (tests, benchmarks).
@@ -293,6 +245,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
+    use crate::decode::decode;
 
     fn run(data: &[u8], buffer: usize) -> (Vec<String>, ReplayReport, Vec<String>) {
         let mut engine = Engine::new(Arc::new(Config::default())).expect("engine");

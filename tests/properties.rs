@@ -156,11 +156,13 @@ proptest! {
     #[test]
     fn window_sums_equal_the_clicks_in_the_window(events in log()) {
         let lines: Vec<String> = events.iter().map(Ev::line).collect();
+        let mut compared = 0u64;
         for s in run(&lines) {
             let Signal::Estimate(e) = s else { continue };
             if e.method.as_str() != "renewal" {
                 continue; // lineage windows are cohort windows
             }
+            compared += 1;
             let start = floodgate::time::parse_rfc3339_ms(&e.window_start).expect("time");
             let in_window = |g: fn(u8) -> bool| {
                 events
@@ -172,5 +174,10 @@ proptest! {
             prop_assert_eq!(e.local_cases, in_window(|g| g > 0));
             prop_assert_eq!(e.imported_cases, in_window(|g| g == 0));
         }
+        // A log with a click has renewal estimates: the bins after the
+        // clicks, once they have left the lineage window, are estimated by
+        // the renewal method while Λ (the GI's reach) is positive.
+        let clicks = events.iter().filter(|x| x.kind == 2).count();
+        prop_assert!(clicks == 0 || compared > 0, "{clicks} clicks but no renewal estimate compared");
     }
 }

@@ -2,8 +2,8 @@
 //! event log, next to reactive autoscaling, on a simple capacity model.
 //!
 //! ```text
-//! log ──► traffic: clicks per target per minute (deduplicated by campaign + id)
-//!    └──► engine (replay, with estimates) ──► scale_ahead, viral_onset, R
+//! log ──► replay (the ingest step, with estimates) ──► scale_ahead, viral_onset, R
+//!                   └──► traffic: each event it took, clicks per target per minute
 //! per target, per policy (reactive | trend | floodgate):
 //!     replica requests ──► capacity model (start-up delay) ──► overload, cost
 //! ```
@@ -18,6 +18,13 @@
 //! `capacity_per_replica`, `baseline_rps`, `min_replicas`, `max_replicas`.
 //! The reactive baselines aim at utilisation `1 / (1 + headroom)` unless
 //! told otherwise, so all policies plan with the same spare capacity.
+//!
+//! **Traffic.** The traffic is what the one pass through the ingest step
+//! ([`crate::ingest`]) took: every event not rejected and not dropped as a
+//! duplicate, late and shed events included (they happened, even if the
+//! engine no longer counts them). So the input rules are the replay's: size
+//! limit, far-future hold (a jump two events agree on is kept), and the
+//! engine's de-duplication (same campaign and id in the same bin).
 //!
 //! **Surge and lead time.** A campaign is *viral* if the engine emitted a
 //! `viral_onset` for it. Its *surge* is the start of the first minute in which
@@ -40,16 +47,18 @@ pub mod policy;
 pub mod report;
 pub mod sweep;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::config::{Config, PlannerConfig};
-use crate::decode::decode;
-use crate::engine::{Engine, EngineConfigError};
-use crate::event::EventKind;
-use crate::replay::replay_bytes;
+use crate::decode::RejectReason;
+use crate::engine::{Applied, Engine, EngineConfigError};
+use crate::event::{Event, EventKind};
+use crate::ingest::LinePosition;
+use crate::replay::{replay_into, LineError, ReplaySink};
 use crate::signal::{ScaleReason, Signal};
 use crate::time::rfc3339;
 
@@ -268,15 +277,16 @@ pub struct ViralTotals {
 pub struct InputCounts {
     /// Non-empty lines.
     pub lines: u64,
-    /// Lines that did not decode (skipped).
+    /// Lines rejected other than as `future` (malformed, invalid, too large; skipped).
     pub rejected: u64,
-    /// Events repeated with the same campaign and id (counted once).
+    /// Events repeated with the same campaign and id in the same bin (counted once).
     pub duplicates: u64,
     /// Clicks counted as traffic.
     pub clicks: u64,
     /// Clicks of campaigns without a known target (not counted as traffic).
     pub unattributed_clicks: u64,
-    /// Events more than `estimator.max_future` ahead of the log (skipped).
+    /// Events rejected as more than `estimator.max_future` ahead of the log
+    /// (skipped; a jump the next event agrees with is kept).
     pub far_future: u64,
 }
 
@@ -319,14 +329,63 @@ impl Backtest {
     }
 }
 
-/// What the log says about one campaign.
+/// What the backtest keeps of its pass through the log.
+#[derive(Default)]
+struct Pass {
+    /// Input counts (lines, rejections, duplicates).
+    input: InputCounts,
+    /// Each campaign's traffic, by campaign id.
+    camps: BTreeMap<String, CampaignTraffic>,
+    /// The engine's signals, in output order.
+    signals: Vec<Signal>,
+}
+
+impl ReplaySink for Pass {
+    fn signal(&mut self, signal: &Signal) -> io::Result<()> {
+        self.signals.push(signal.clone());
+        Ok(())
+    }
+
+    fn error(&mut self, error: &LineError) {
+        if error.rejection.reason == RejectReason::Future {
+            self.input.far_future += 1;
+        } else {
+            self.input.rejected += 1;
+        }
+    }
+
+    fn applied(&mut self, _at: &LinePosition, ev: &Event<'_>, applied: Applied) {
+        if applied == Applied::Duplicate {
+            self.input.duplicates += 1;
+            return;
+        }
+        let c = self.camps.entry(ev.campaign.to_string()).or_default();
+        match ev.kind {
+            EventKind::Send => {
+                c.send_ms = Some(c.send_ms.map_or(ev.ts_ms, |s| s.min(ev.ts_ms)));
+                if c.target.is_none() {
+                    c.target = ev.target.as_ref().map(|t| t.to_string());
+                }
+            }
+            EventKind::Click => {
+                if c.target.is_none() {
+                    c.target = ev.target.as_ref().map(|t| t.to_string());
+                }
+                c.clicks.push((ev.ts_ms, ev.generation));
+            }
+            EventKind::Forward => {}
+        }
+    }
+}
+
+/// One campaign's traffic.
 #[derive(Clone, Debug, Default)]
 struct CampaignTraffic {
-    /// Target service (of its first send or click that names one).
+    /// The first target named by a send or click of the campaign.
     target: Option<String>,
-    /// First send (epoch ms).
+    /// Its first send (ms).
     send_ms: Option<i64>,
-    /// Deduplicated clicks: (time in epoch ms, generation).
+    /// Its clicks: time (ms) and generation.
     clicks: Vec<(i64, u32)>,
 }
 
@@ -389,50 +448,13 @@ pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> 
     let mut engine = Engine::new(cfg.clone())?.with_estimates(true);
     let lateness = cfg.estimator.allowed_lateness.ms();
 
-    // 1. Traffic from the log.
-    let mut input = InputCounts::default();
-    let mut camps: BTreeMap<String, CampaignTraffic> = BTreeMap::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut max_ts: Option<i64> = None;
-    let max_future = cfg.estimator.max_future.ms();
-    for raw in log.split(|&b| b == b'\n') {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        input.lines += 1;
-        let Ok(ev) = decode(line) else {
-            input.rejected += 1;
-            continue;
-        };
-        if max_ts.is_some_and(|m| ev.ts_ms > m + max_future) {
-            input.far_future += 1;
-            continue;
-        }
-        max_ts = Some(max_ts.map_or(ev.ts_ms, |m| m.max(ev.ts_ms)));
-        if let Some(id) = &ev.id {
-            if !seen.insert((ev.campaign.to_string(), id.to_string())) {
-                input.duplicates += 1;
-                continue;
-            }
-        }
-        let c = camps.entry(ev.campaign.to_string()).or_default();
-        match ev.kind {
-            EventKind::Send => {
-                c.send_ms = Some(c.send_ms.map_or(ev.ts_ms, |s| s.min(ev.ts_ms)));
-                if c.target.is_none() {
-                    c.target = ev.target.as_ref().map(|t| t.to_string());
-                }
-            }
-            EventKind::Click => {
-                if c.target.is_none() {
-                    c.target = ev.target.as_ref().map(|t| t.to_string());
-                }
-                c.clicks.push((ev.ts_ms, ev.generation));
-            }
-            EventKind::Forward => {}
-        }
-    }
+    // 1. One pass through the ingest step: the engine's signals, and the
+    // traffic it took.
+    let mut pass = Pass::default();
+    // Reading from a slice cannot fail, and neither does this sink.
+    let report = replay_into(log, &mut engine, &mut pass).unwrap_or_default();
+    let Pass { mut input, camps, signals } = pass;
+    input.lines = report.lines;
     let times = camps.values().flat_map(|c| c.clicks.iter().map(|&(t, _)| t).chain(c.send_ms));
     let (Some(first), Some(last)) = (times.clone().min(), times.max()) else { return Err(BacktestError::NoTraffic) };
     if last - first >= 31 * DAY {
@@ -440,7 +462,6 @@ pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> 
     }
 
     // 2. The engine's signals.
-    let (signals, _report, _errors) = replay_bytes(log, &mut engine);
     let mut scale: HashMap<String, Vec<ScaleMark>> = HashMap::new();
     let mut onsets: HashMap<String, i64> = HashMap::new();
     let mut r_series: HashMap<String, Vec<RPoint>> = HashMap::new();

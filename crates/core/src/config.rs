@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::engine::config::EngineConfig;
 use crate::time::{format_duration_ms, parse_duration_ms};
 
 /// A configuration error; the message names the key and says what to do.
@@ -623,8 +624,31 @@ impl Config {
 
     /// The capacity model of `target`: `[planner]` with `[targets.<target>]` applied.
     pub fn planner_for(&self, target: &str) -> PlannerConfig {
-        let mut p = self.planner.clone();
-        if let Some(o) = self.targets.get(target) {
+        TargetOverrides::apply(self.targets.get(target), &self.planner)
+    }
+
+    /// The part of this configuration the engine reads (valid after
+    /// [`Config::validate`]).
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            estimator: self.estimator.clone(),
+            detector: self.detector.clone(),
+            forecast: self.forecast.clone(),
+            planner: self.planner.clone(),
+            targets: self.targets.clone(),
+            limits: self.limits.clone(),
+            window_bins: self.window_in_bins(),
+            lineage_window_bins: self.lineage_window_in_bins(),
+        }
+    }
+}
+
+impl TargetOverrides {
+    /// `planner` with the keys set in `overrides` (if any) replaced: the one
+    /// rule behind [`Config::planner_for`] and [`EngineConfig::planner_for`].
+    pub fn apply(overrides: Option<&TargetOverrides>, planner: &PlannerConfig) -> PlannerConfig {
+        let mut p = planner.clone();
+        if let Some(o) = overrides {
             p.requests_per_click = o.requests_per_click.unwrap_or(p.requests_per_click);
             p.capacity_per_replica = o.capacity_per_replica.unwrap_or(p.capacity_per_replica);
             p.headroom = o.headroom.unwrap_or(p.headroom);
@@ -634,6 +658,24 @@ impl Config {
             p.cooldown = o.cooldown.unwrap_or(p.cooldown);
         }
         p
+    }
+}
+
+impl From<&Config> for EngineConfig {
+    fn from(cfg: &Config) -> EngineConfig {
+        cfg.engine_config()
+    }
+}
+
+impl From<Config> for EngineConfig {
+    fn from(cfg: Config) -> EngineConfig {
+        cfg.engine_config()
+    }
+}
+
+impl From<std::sync::Arc<Config>> for EngineConfig {
+    fn from(cfg: std::sync::Arc<Config>) -> EngineConfig {
+        cfg.engine_config()
     }
 }
 

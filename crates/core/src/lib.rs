@@ -18,6 +18,8 @@
 //!
 //! * [`event`] — the `Event` type (send, click, forward), borrowed from the input.
 //! * [`decode`] — bytes → `Event` or a `Rejection` with its reason.
+//! * [`ingest`] — one record of input → size limit, decode, far-future hold,
+//!   apply, bin steps: every input rule in one place, for every driver.
 //! * [`time`] — RFC 3339 and duration parsing.
 //! * [`config`] — the typed, validated configuration sections.
 //! * [`engine`] — campaign table, event-time bins, watermark, estimators
@@ -32,6 +34,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod event;
+pub mod ingest;
 pub mod signal;
 pub mod simulate;
 pub mod time;

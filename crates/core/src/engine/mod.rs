@@ -29,6 +29,7 @@
 //! generation-interval lengths.
 
 pub mod campaign;
+pub mod config;
 pub mod dedup;
 pub mod detector;
 pub mod forecast;
@@ -44,11 +45,12 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use serde::Serialize;
 
-use crate::config::{Config, MethodChoice};
-use crate::decode::{RejectReason, Rejection};
+use crate::config::MethodChoice;
 use crate::event::{person_key, Event, EventKind};
-use crate::signal::{CampaignDemand, Episode, Estimate, Method, RSummary, ScaleAhead, ScaleReason, Signal};
+use crate::signal::{Episode, Estimate, Method, RSummary, ScaleReason, Signal};
 use crate::time::rfc3339;
+
+pub use config::EngineConfig;
 
 use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
 use dedup::Seen;
@@ -56,7 +58,7 @@ use detector::Transition;
 use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord};
 use generation_interval::GenerationInterval;
 use lineage::ForwardModel;
-use planner::Planner;
+use planner::{DemandRecord, TargetPlanner};
 use renewal::Prior;
 use window::bin_of;
 
@@ -75,6 +77,22 @@ pub enum Applied {
     Late,
     /// A new campaign could not be tracked (`limits.max_campaigns`).
     Shed,
+}
+
+/// An event refused because its time is more than `estimator.max_future`
+/// ahead of the reference: the clock if the driver set one
+/// ([`Engine::set_clock`]), else the latest event time. The driver decides
+/// what it means (see `ingest`: a bad clock, or a real jump in the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FarAhead {
+    /// The event's time (ms).
+    pub ts_ms: i64,
+    /// The time it was compared with (ms).
+    pub reference_ms: i64,
+    /// Whether `reference_ms` is the driver's clock (else the latest event time).
+    pub reference_is_clock: bool,
+    /// `estimator.max_future` (ms).
+    pub max_future_ms: i64,
 }
 
 /// Counters of the engine's life.
@@ -160,19 +178,20 @@ pub struct TargetView {
     pub clicks: u64,
 }
 
+/// A target service: its planner (with its campaigns' latest demand) and
+/// what is counted for it.
 #[derive(Debug)]
 struct Target {
-    name: Arc<str>,
-    planner: Planner,
-    members: Vec<u32>,
-    forecast_rps: f64,
+    /// The planner and its input.
+    planner: TargetPlanner,
+    /// Clicks counted for this target.
     clicks: u64,
 }
 
 /// The engine. See the module documentation.
 #[derive(Debug)]
 pub struct Engine {
-    cfg: Arc<Config>,
+    cfg: Arc<EngineConfig>,
     bin_ms: i64,
     window_bins: i64,
     lineage_bins: i64,
@@ -225,8 +244,10 @@ pub struct EngineConfigError {
 }
 
 impl Engine {
-    /// Builds an engine from a validated configuration.
-    pub fn new(cfg: Arc<Config>) -> Result<Engine, EngineConfigError> {
+    /// Builds an engine from a validated configuration (an [`EngineConfig`],
+    /// or the application's `Config`, which converts into one).
+    pub fn new(cfg: impl Into<EngineConfig>) -> Result<Engine, EngineConfigError> {
+        let cfg = Arc::new(cfg.into());
         let e = &cfg.estimator;
         let bin_ms = e.bin.ms();
         let bins = |ms: i64| ms as f64 / bin_ms as f64;
@@ -289,7 +310,7 @@ impl Engine {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
 
@@ -340,21 +361,13 @@ impl Engine {
 
     /// Counts one event. Signals caused directly by it (a send's
     /// `scale_ahead`) are appended to `out`. Never advances the watermark.
-    pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<Applied, Rejection> {
+    /// An event too far ahead is not applied ([`FarAhead`]).
+    pub fn apply_event(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<Applied, FarAhead> {
         self.advance_plan(out);
         if let Some(m) = self.clock_ms.or(self.max_ts) {
-            let limit = m.saturating_add(self.cfg.estimator.max_future.ms());
-            if ev.ts_ms > limit {
-                return Err(Rejection::new(
-                    RejectReason::Future,
-                    format!(
-                        "`ts` {} is more than estimator.max_future ({}) ahead of {} {}",
-                        rfc3339(ev.ts_ms),
-                        crate::time::format_duration_ms(self.cfg.estimator.max_future.ms()),
-                        if self.clock_ms.is_some() { "the clock" } else { "the latest event time" },
-                        rfc3339(m)
-                    ),
-                ));
+            let max_future_ms = self.cfg.estimator.max_future.ms();
+            if ev.ts_ms > m.saturating_add(max_future_ms) {
+                return Err(FarAhead { ts_ms: ev.ts_ms, reference_ms: m, reference_is_clock: self.clock_ms.is_some(), max_future_ms });
             }
         }
         let bin = bin_of(ev.ts_ms, self.bin_ms);
@@ -535,9 +548,9 @@ impl Engine {
             .targets
             .iter()
             .map(|t| TargetView {
-                target: t.name.to_string(),
+                target: t.planner.name().to_string(),
                 desired_replicas: t.planner.current(),
-                forecast_rps: t.forecast_rps,
+                forecast_rps: t.planner.forecast_rps(),
                 clicks: t.clicks,
             })
             .collect();
@@ -564,7 +577,7 @@ impl Engine {
     fn view(&self, c: &Campaign) -> CampaignView {
         CampaignView {
             campaign: c.name.to_string(),
-            target: c.target.map(|t| self.targets[t as usize].name.to_string()),
+            target: c.target.map(|t| self.targets[t as usize].planner.name().to_string()),
             r: c.last.map(|e| summary(&e.posterior)),
             p_viral: c.last.map(|e| e.p_viral),
             method: c.last.map(|e| e.method.as_str()),
@@ -659,7 +672,7 @@ impl Engine {
             self.index.remove(&*c.name);
             self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.len() as u64);
             if let Some(t) = c.target {
-                self.targets[t as usize].members.retain(|&m| m as usize != slot);
+                self.targets[t as usize].planner.remove(&c.name);
             }
             self.free.push(slot as u32);
             self.live -= 1;
@@ -674,16 +687,18 @@ impl Engine {
         if let Some(&t) = self.target_index.get(name) {
             return t;
         }
-        let planner = Planner::new(self.cfg.planner_for(name));
-        self.targets.push(Target { name: Arc::from(name), planner, members: Vec::new(), forecast_rps: 0.0, clicks: 0 });
+        let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name));
+        self.targets.push(Target { planner, clicks: 0 });
         let t = (self.targets.len() - 1) as u32;
         self.target_index.insert(Box::from(name), t);
         t
     }
 
     fn attach_target(&mut self, slot: u32, t: u32) {
-        self.campaign_mut(slot).target = Some(t);
-        self.targets[t as usize].members.push(slot);
+        let c = slot_mut(&mut self.campaigns, slot);
+        c.target = Some(t);
+        let record = demand_record(c, c.last_event_ms);
+        self.targets[t as usize].planner.record(record);
     }
 
     fn evict_idle(&mut self, closed: i64) {
@@ -724,11 +739,9 @@ impl Engine {
             self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
         }
         self.stepped = stepped;
-        for t in 0..self.targets.len() {
-            let members = std::mem::take(&mut self.targets[t].members);
-            let rps: f64 = members.iter().filter_map(|&m| self.campaigns[m as usize].as_ref()).map(|c| c.demand_rps).sum();
-            self.targets[t].members = members;
-            self.plan_target(t as u32, time_ms, rps, ScaleReason::Forecast, out);
+        let horizon_s = self.cfg.forecast.horizon.secs_f64();
+        for t in &mut self.targets {
+            t.planner.plan(time_ms, ScaleReason::Forecast, horizon_s, out);
         }
     }
 
@@ -755,7 +768,7 @@ impl Engine {
         if !emit_estimates && transition == Transition::None {
             return;
         }
-        let target_name = c.target.map(|t| self.targets[t as usize].name.clone());
+        let target_name = c.target.map(|t| self.targets[t as usize].planner.name().clone());
         if let Some(e) = estimate.filter(|_| emit_estimates) {
             self.deferred.push(Signal::Estimate(Estimate {
                 campaign: c.name.clone(),
@@ -912,64 +925,31 @@ impl Engine {
         forecast::project(&input, &self.curve, &mut self.scratch)
     }
 
+    /// The campaign's forecast at the end of bin `b`, handed to its target's planner.
     fn forecast(&mut self, slot: u32, b: i64, time_ms: i64) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let d = self.campaign_demand(slot, b, time_ms);
-        let rpc = self.targets[t as usize].planner.config().requests_per_click;
-        let c = self.campaign_mut(slot);
-        c.demand = d;
-        c.demand_rps = d.peak_clicks_per_s * rpc;
+        self.record_demand(slot, t, d, time_ms);
     }
 
+    /// A send: the campaign's forecast now, and its target's plan (always
+    /// emitted, see [`TargetPlanner::plan`]).
     fn plan_send(&mut self, slot: u32, ts_ms: i64, out: &mut Vec<Signal>) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let last_bin = bin_of(ts_ms, self.bin_ms) - 1;
         let d = self.campaign_demand(slot, last_bin, ts_ms);
-        let rpc = self.targets[t as usize].planner.config().requests_per_click;
-        {
-            let c = self.campaign_mut(slot);
-            c.demand = d;
-            c.demand_rps = d.peak_clicks_per_s * rpc;
-        }
-        let rps: f64 =
-            self.targets[t as usize].members.iter().filter_map(|&m| self.campaigns[m as usize].as_ref()).map(|c| c.demand_rps).sum();
-        self.plan_target(t, ts_ms, rps, ScaleReason::Send, out);
+        self.record_demand(slot, t, d, ts_ms);
+        let horizon_s = self.cfg.forecast.horizon.secs_f64();
+        self.targets[t as usize].planner.plan(ts_ms, ScaleReason::Send, horizon_s, out);
     }
 
-    /// Plans target `t`. A forecast step emits `scale_ahead` only when the
-    /// applied replica count changes; a send always emits one (the plan made
-    /// at send time, before the first click), even if the count stays.
-    fn plan_target(&mut self, t: u32, time_ms: i64, campaign_rps: f64, reason: ScaleReason, out: &mut Vec<Signal>) {
-        let target = &mut self.targets[t as usize];
-        let rps = campaign_rps + target.planner.config().baseline_rps;
-        target.forecast_rps = rps;
-        let change = match (target.planner.plan(time_ms, rps), reason) {
-            (Some(change), _) => change,
-            (None, ScaleReason::Send) => {
-                let n = target.planner.current();
-                planner::Change { previous: n, desired: n }
-            }
-            (None, ScaleReason::Forecast) => return,
-        };
-        let mut campaigns: Vec<CampaignDemand> = target
-            .members
-            .iter()
-            .filter_map(|&m| self.campaigns[m as usize].as_ref())
-            .filter(|c| c.demand_rps > 0.0)
-            .map(|c| CampaignDemand { campaign: c.name.clone(), forecast_rps: c.demand_rps, r: c.last.map(|e| e.posterior.mean()) })
-            .collect();
-        campaigns.sort_by(|a, b| b.forecast_rps.total_cmp(&a.forecast_rps).then(a.campaign.cmp(&b.campaign)));
-        campaigns.truncate(5);
-        out.push(Signal::ScaleAhead(ScaleAhead {
-            target: target.name.clone(),
-            time_ms,
-            desired_replicas: change.desired,
-            previous_replicas: change.previous,
-            forecast_rps: rps,
-            horizon_s: self.cfg.forecast.horizon.secs_f64(),
-            reason,
-            campaigns,
-        }));
+    /// Stores a campaign's new demand and gives its target's planner the record.
+    fn record_demand(&mut self, slot: u32, t: u32, d: Demand, time_ms: i64) {
+        let target = &mut self.targets[t as usize].planner;
+        let c = slot_mut(&mut self.campaigns, slot);
+        c.demand = d;
+        c.demand_rps = d.peak_clicks_per_s * target.config().requests_per_click;
+        target.record(demand_record(c, time_ms));
     }
 
     /// Counts signals in the stats (the driver calls this for what it emits).
@@ -988,6 +968,11 @@ impl Engine {
     pub fn shed_clickers(&self) -> u64 {
         self.campaigns.iter().flatten().map(|c| c.lineage.shed()).sum()
     }
+}
+
+/// What the planner of `c`'s target needs of it at `time_ms`.
+fn demand_record(c: &Campaign, time_ms: i64) -> DemandRecord {
+    DemandRecord { campaign: c.name.clone(), time_ms, forecast_rps: c.demand_rps, r_mean: c.last.map(|e| e.posterior.mean()) }
 }
 
 /// Λ_t = Σ_{s=1}^{K} w_s I_{t−s} (Cori et al. 2013, eq. 1; I = local +

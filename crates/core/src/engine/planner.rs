@@ -11,10 +11,22 @@
 //! the next wave needs. Rises within [`TOLERANCE`] of the current count are
 //! ignored. A `scale_ahead` signal is emitted only when the
 //! applied count changes.
+//!
+//! A [`TargetPlanner`] is the planner of one target service together with
+//! what it plans from: the latest [`DemandRecord`] of each campaign of the
+//! target. The per-campaign work (windows, estimators, detector, the
+//! campaign's forecast) hands it records; it never looks into a campaign, so
+//! its input can come from campaign shards on other threads, or from other
+//! processes (a record is plain, serializable data).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::config::PlannerConfig;
+use crate::signal::{CampaignDemand, ScaleAhead, ScaleReason, Signal};
 
 /// Rises of at most this fraction of the current count are not applied
 /// (Kubernetes' HPA uses the same 10 % default tolerance).
@@ -93,6 +105,148 @@ impl Planner {
         let change = Change { previous: self.current, desired: applied };
         self.current = applied;
         Some(change)
+    }
+}
+
+/// One campaign's demand on its target, as the campaign's forecast left it:
+/// the planner's whole input about that campaign.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DemandRecord {
+    /// The campaign.
+    pub campaign: Arc<str>,
+    /// Event time of the forecast (ms): the end of a bin step, or a send.
+    pub time_ms: i64,
+    /// Its forecast peak requests/s within the horizon (peak clicks/s ×
+    /// the target's `requests_per_click`), baseline not included.
+    pub forecast_rps: f64,
+    /// Posterior mean of its R, if estimated (shown in `scale_ahead`).
+    pub r_mean: Option<f64>,
+}
+
+/// The latest demand of one campaign of the target.
+#[derive(Clone, Debug)]
+struct Member {
+    /// The campaign.
+    campaign: Arc<str>,
+    /// Its forecast peak requests/s.
+    forecast_rps: f64,
+    /// Posterior mean of its R, if estimated.
+    r_mean: Option<f64>,
+}
+
+/// At most this many campaigns are listed in a `scale_ahead`, largest first.
+pub const LISTED_CAMPAIGNS: usize = 5;
+
+/// The planner of one target service and the latest demand of each of its
+/// campaigns.
+#[derive(Clone, Debug)]
+pub struct TargetPlanner {
+    /// Target service.
+    name: Arc<str>,
+    /// Its stabilised replica count.
+    planner: Planner,
+    /// Its campaigns, in the order they first named the target (the sum of
+    /// their demands is taken in this order, so it does not depend on where
+    /// the records came from).
+    members: Vec<Member>,
+    /// Index of each campaign in `members`.
+    position: HashMap<Arc<str>, usize, foldhash::fast::FixedState>,
+    /// Forecast peak requests/s of the last plan (baseline included).
+    forecast_rps: f64,
+}
+
+impl TargetPlanner {
+    /// A target with no campaign yet, at `cfg.min_replicas`.
+    pub fn new(name: Arc<str>, cfg: PlannerConfig) -> TargetPlanner {
+        TargetPlanner {
+            name,
+            planner: Planner::new(cfg),
+            members: Vec::new(),
+            position: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(3)),
+            forecast_rps: 0.0,
+        }
+    }
+
+    /// Target service.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The capacity model.
+    pub fn config(&self) -> &PlannerConfig {
+        self.planner.config()
+    }
+
+    /// Replicas currently applied.
+    pub fn current(&self) -> u32 {
+        self.planner.current()
+    }
+
+    /// Forecast peak requests/s of the last plan (baseline included).
+    pub fn forecast_rps(&self) -> f64 {
+        self.forecast_rps
+    }
+
+    /// A campaign's latest demand. The first record of a campaign makes it a
+    /// member of the target.
+    pub fn record(&mut self, r: DemandRecord) {
+        match self.position.get(&*r.campaign) {
+            Some(&i) => {
+                let m = &mut self.members[i];
+                m.forecast_rps = r.forecast_rps;
+                m.r_mean = r.r_mean;
+            }
+            None => {
+                self.position.insert(r.campaign.clone(), self.members.len());
+                self.members.push(Member { campaign: r.campaign, forecast_rps: r.forecast_rps, r_mean: r.r_mean });
+            }
+        }
+    }
+
+    /// The campaign is gone (evicted): its demand no longer counts.
+    pub fn remove(&mut self, campaign: &str) {
+        if self.position.remove(campaign).is_some() {
+            self.members.retain(|m| &*m.campaign != campaign);
+            for (i, m) in self.members.iter().enumerate() {
+                self.position.insert(m.campaign.clone(), i);
+            }
+        }
+    }
+
+    /// Plans at event time `time_ms` from the campaigns' latest demand. A
+    /// forecast step emits `scale_ahead` only when the applied replica count
+    /// changes; a send always emits one (the plan made at send time, before
+    /// the first click), even if the count stays.
+    pub fn plan(&mut self, time_ms: i64, reason: ScaleReason, horizon_s: f64, out: &mut Vec<Signal>) {
+        let campaign_rps: f64 = self.members.iter().map(|m| m.forecast_rps).sum();
+        let rps = campaign_rps + self.planner.config().baseline_rps;
+        self.forecast_rps = rps;
+        let change = match (self.planner.plan(time_ms, rps), reason) {
+            (Some(change), _) => change,
+            (None, ScaleReason::Send) => {
+                let n = self.planner.current();
+                Change { previous: n, desired: n }
+            }
+            (None, ScaleReason::Forecast) => return,
+        };
+        let mut campaigns: Vec<CampaignDemand> = self
+            .members
+            .iter()
+            .filter(|m| m.forecast_rps > 0.0)
+            .map(|m| CampaignDemand { campaign: m.campaign.clone(), forecast_rps: m.forecast_rps, r: m.r_mean })
+            .collect();
+        campaigns.sort_by(|a, b| b.forecast_rps.total_cmp(&a.forecast_rps).then(a.campaign.cmp(&b.campaign)));
+        campaigns.truncate(LISTED_CAMPAIGNS);
+        out.push(Signal::ScaleAhead(ScaleAhead {
+            target: self.name.clone(),
+            time_ms,
+            desired_replicas: change.desired,
+            previous_replicas: change.previous,
+            forecast_rps: rps,
+            horizon_s,
+            reason,
+            campaigns,
+        }));
     }
 }
 

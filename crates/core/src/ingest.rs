@@ -242,3 +242,84 @@ impl Engine {
         self.apply_event(ev, out).map_err(far_ahead)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// What a Kafka-like driver (positions are offsets) is told.
+    #[derive(Default)]
+    struct Seen {
+        applied: Vec<(u64, Applied)>,
+        rejected: Vec<(u64, &'static str, String)>,
+    }
+
+    impl Outcomes<u64> for Seen {
+        fn applied(&mut self, at: &u64, _event: &Event<'_>, applied: Applied) {
+            self.applied.push((*at, applied));
+        }
+
+        fn rejected(&mut self, at: &u64, _bytes: &[u8], rejection: Rejection) {
+            self.rejected.push((*at, rejection.reason.as_str(), rejection.detail));
+        }
+    }
+
+    fn click(ts: &str, id: u32) -> Vec<u8> {
+        format!(r#"{{"type":"click","campaign":"c","ts":"{ts}","id":"i{id}"}}"#).into_bytes()
+    }
+
+    fn setup() -> (Engine, Ingest<u64>, Seen, Vec<Signal>) {
+        let cfg = Config::from_toml("[limits]\nmax_event_bytes = 200\n").expect("config");
+        let engine = Engine::new(&cfg).expect("engine");
+        let ingest = Ingest::new(engine.config());
+        (engine, ingest, Seen::default(), Vec::new())
+    }
+
+    /// A lone far-ahead event is held, then rejected as `future` with its own
+    /// position when the next event disagrees; two that agree are both applied.
+    #[test]
+    fn far_ahead_is_held_until_the_next_event_decides() {
+        let (mut e, mut ingest, mut seen, mut out) = setup();
+        assert_eq!(ingest.push(&mut e, &click("2026-03-02T09:00:00Z", 1), 10, &mut out, &mut seen), Pushed::Decided);
+        assert_eq!(ingest.push(&mut e, &click("2026-03-05T09:00:00Z", 2), 11, &mut out, &mut seen), Pushed::Held);
+        assert_eq!(ingest.held_at(), Some(&11));
+        assert!(seen.rejected.is_empty(), "undecided yet");
+        assert_eq!(ingest.push(&mut e, &click("2026-03-02T09:00:01Z", 3), 12, &mut out, &mut seen), Pushed::Decided);
+        assert_eq!(ingest.held_at(), None);
+        assert_eq!(seen.rejected.len(), 1);
+        assert_eq!((seen.rejected[0].0, seen.rejected[0].1), (11, "future"));
+        assert!(seen.rejected[0].2.contains("ahead of the latest event time 2026-03-02T09:00:00"), "{}", seen.rejected[0].2);
+        // A real jump: two events agree.
+        assert_eq!(ingest.push(&mut e, &click("2026-03-09T09:00:00Z", 4), 13, &mut out, &mut seen), Pushed::Held);
+        assert_eq!(ingest.push(&mut e, &click("2026-03-09T09:00:05Z", 5), 14, &mut out, &mut seen), Pushed::Decided);
+        let applied: Vec<u64> = seen.applied.iter().map(|a| a.0).collect();
+        assert_eq!(applied, [10, 12, 13, 14]);
+        assert_eq!(seen.rejected.len(), 1);
+    }
+
+    /// Too large and undecodable records are rejected with their position and
+    /// do not decide about a held one; end of input and an idle watermark
+    /// reject what is held.
+    #[test]
+    fn bad_records_do_not_release_a_held_one_but_the_end_does() {
+        let (mut e, mut ingest, mut seen, mut out) = setup();
+        ingest.push(&mut e, &click("2026-03-02T09:00:00Z", 1), 0, &mut out, &mut seen);
+        assert_eq!(ingest.push(&mut e, &click("2026-03-05T09:00:00Z", 2), 1, &mut out, &mut seen), Pushed::Held);
+        ingest.push(&mut e, &[b' '; 300], 2, &mut out, &mut seen);
+        ingest.push(&mut e, b"{\"type\":", 3, &mut out, &mut seen);
+        assert_eq!(ingest.held_at(), Some(&1));
+        let reasons: Vec<(u64, &str)> = seen.rejected.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(reasons, [(2, "too_large"), (3, "json")]);
+        assert!(seen.rejected[0].2.contains("300 bytes is over limits.max_event_bytes (200)"), "{}", seen.rejected[0].2);
+        ingest.finish(&mut e, &mut out, &mut seen);
+        assert_eq!((seen.rejected[2].0, seen.rejected[2].1), (1, "future"));
+
+        let (mut e, mut ingest, mut seen, mut out) = setup();
+        ingest.push(&mut e, &click("2026-03-02T09:00:00Z", 1), 0, &mut out, &mut seen);
+        ingest.push(&mut e, &click("2026-03-05T09:00:00Z", 2), 1, &mut out, &mut seen);
+        ingest.advance_to(&mut e, 1_772_442_000_000, &mut out, &mut seen);
+        assert_eq!(ingest.held_at(), None);
+        assert_eq!((seen.rejected[0].0, seen.rejected[0].1), (1, "future"));
+    }
+}

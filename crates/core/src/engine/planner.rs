@@ -276,6 +276,44 @@ mod tests {
         assert_eq!(replicas_for(&cfg(), f64::INFINITY), 20);
     }
 
+    fn record(campaign: &str, forecast_rps: f64) -> DemandRecord {
+        DemandRecord { campaign: Arc::from(campaign), time_ms: 0, forecast_rps, r_mean: Some(1.2) }
+    }
+
+    /// A target plans from the latest record of each campaign, whatever the
+    /// order later records arrive in (from one engine or several shards); a
+    /// removed campaign no longer counts; the record survives a JSON round trip.
+    #[test]
+    fn target_planner_sums_the_latest_record_of_each_campaign() {
+        let plan = |records: &[DemandRecord], removed: Option<&str>| {
+            let mut t = TargetPlanner::new(Arc::from("web"), cfg());
+            for r in records {
+                t.record(r.clone());
+            }
+            if let Some(c) = removed {
+                t.remove(c);
+            }
+            let mut out = Vec::new();
+            t.plan(60_000, ScaleReason::Send, 1800.0, &mut out);
+            match out.as_slice() {
+                [Signal::ScaleAhead(s)] => s.clone(),
+                other => panic!("one scale_ahead expected, got {other:?}"),
+            }
+        };
+        let a = plan(&[record("a", 100.0), record("b", 200.0), record("a", 300.0), record("b", 50.0)], None);
+        let b = plan(&[record("a", 100.0), record("b", 200.0), record("b", 50.0), record("a", 300.0)], None);
+        assert_eq!(a, b);
+        assert_eq!(a.forecast_rps, 350.0);
+        // 350 × 1.25 / 50 = 8.75 → 9.
+        assert_eq!(a.desired_replicas, 9);
+        let names: Vec<&str> = a.campaigns.iter().map(|c| &*c.campaign).collect();
+        assert_eq!(names, ["a", "b"]);
+        let without_a = plan(&[record("a", 300.0), record("b", 50.0)], Some("a"));
+        assert_eq!(without_a.forecast_rps, 50.0);
+        let json = serde_json::to_string(&record("a", 1.5)).expect("serialize");
+        assert_eq!(serde_json::from_str::<DemandRecord>(&json).expect("deserialize"), record("a", 1.5));
+    }
+
     #[test]
     fn up_at_once_down_after_cooldown() {
         let mut p = Planner::new(cfg());

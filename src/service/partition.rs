@@ -21,9 +21,10 @@ use super::dead_letter::{self, DeadLetter};
 use super::outbox::{Ack, AckQueue, DeliveryResult};
 use super::{lock, rebuild_span_ms, PartitionOffset, MAX_INFLIGHT};
 use crate::config::Config;
-use crate::decode::{decode, RejectReason, Rejection};
+use crate::decode::Rejection;
 use crate::engine::{Applied, CampaignView, Engine, Stats, TargetView};
-use crate::event::EventKind;
+use crate::event::{Event, EventKind};
+use crate::ingest::{Ingest, Outcomes, Pushed};
 use crate::signal::Signal;
 use crate::sink::kafka::{OutRecord, Outbox};
 use crate::sink::metrics::Metrics;
@@ -101,27 +102,84 @@ impl PartitionShared {
     }
 }
 
-/// A far-future event held until the next one confirms or refutes the jump
-/// (as `replay` does).
-struct Held {
-    /// Its offset.
-    offset: i64,
-    /// Its key, if it had one.
-    key: Option<Vec<u8>>,
-    /// Its bytes (decoded again if the jump is confirmed).
-    bytes: Vec<u8>,
-    /// Its event time.
-    ts_ms: i64,
-    /// Why the engine refused it, if it did (the dead letter's reason if the
-    /// jump is refuted).
-    rejection: Option<Rejection>,
+/// What the ingest step decided about the records of one message (or of an
+/// idle tick), as the partition task acts on it: counts, rebuild progress,
+/// the unkeyed-input warning, dead letters. A record is the message itself
+/// or the far-future record the step held before it.
+struct MessageOutcomes<'a> {
+    /// The offset of the message being pushed.
+    message_offset: i64,
+    /// Its key.
+    message_key: Option<&'a [u8]>,
+    /// The key of the record held before it, if one is held.
+    held_key: Option<&'a [u8]>,
+    /// The committed offset: effects before it were counted by an earlier run.
+    committed: i64,
+    /// Events counted.
+    counts: &'a mut EventCounts,
+    /// Rebuilding or live.
+    phase: &'a mut Phase,
+    /// The unkeyed-input check.
+    unkeyed: Unkeyed<'a>,
+    /// Records rejected, to send as dead letters.
+    dead: Vec<DeadLetter>,
 }
 
-impl Held {
-    /// The dead letter of a held event whose jump was refuted (or never confirmed).
-    fn into_dead_letter(self) -> DeadLetter {
-        let rejection = self.rejection.unwrap_or_else(|| Rejection::new(RejectReason::Future, "event time far ahead of the log"));
-        DeadLetter { offset: self.offset, key: self.key, bytes: self.bytes, rejection }
+impl<'a> MessageOutcomes<'a> {
+    /// The key of the record at `offset`.
+    fn key_of(&self, offset: i64) -> Option<&'a [u8]> {
+        if offset == self.message_offset {
+            self.message_key
+        } else {
+            self.held_key
+        }
+    }
+}
+
+impl Outcomes<i64> for MessageOutcomes<'_> {
+    fn applied(&mut self, &offset: &i64, event: &Event<'_>, applied: Applied) {
+        if offset < self.committed {
+            if let Phase::Rebuilding(p) = &mut *self.phase {
+                p.replayed += 1;
+                p.first_ts.get_or_insert(event.ts_ms);
+                p.last_ts = Some(event.ts_ms);
+            }
+            return;
+        }
+        let key = self.key_of(offset);
+        self.unkeyed.check(offset, key, event);
+        self.counts.count(applied, event.kind);
+    }
+
+    fn rejected(&mut self, &offset: &i64, bytes: &[u8], rejection: Rejection) {
+        let key = self.key_of(offset).map(<[u8]>::to_vec);
+        self.dead.push(DeadLetter { offset, key, bytes: bytes.to_vec(), rejection });
+    }
+}
+
+/// Input not keyed by its campaign splits the campaign's estimate across
+/// partitions: counted, and warned about at most once a minute.
+struct Unkeyed<'a> {
+    /// The partition.
+    shared: &'a PartitionShared,
+    /// `floodgate_unkeyed_events_total`.
+    metrics: &'a Metrics,
+    /// When the last warning was logged.
+    last_warning: &'a mut Option<Instant>,
+}
+
+impl Unkeyed<'_> {
+    /// Counts (and perhaps warns about) the event at `offset` if `key` is not its campaign.
+    fn check(&mut self, offset: i64, key: Option<&[u8]>, event: &Event<'_>) {
+        if key == Some(event.campaign.as_bytes()) {
+            return;
+        }
+        self.metrics.unkeyed.inc();
+        if self.last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            *self.last_warning = Some(Instant::now());
+            tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, offset,
+                "input message not keyed by its campaign: the campaign's estimate is split across partitions; key events by campaign");
+        }
     }
 }
 
@@ -280,8 +338,12 @@ pub(super) struct PartitionTask {
     counts: EventCounts,
     /// Signals the engine emitted and not yet sent (reused buffer).
     out: Vec<Signal>,
-    /// A far-future event waiting for the next event to confirm its jump.
-    held: Option<Held>,
+    /// The ingest step (size limit, decode, far-future hold, apply, bin
+    /// steps), positions being partition offsets. It holds a far-future
+    /// event until the next one confirms or refutes the jump.
+    ingest: Ingest<i64>,
+    /// The key of the message `ingest` holds, for its dead letter.
+    held_key: Option<Vec<u8>>,
     /// Output records not yet acknowledged.
     acks: AckQueue,
     /// The offset the consumer was last asked to read from: the rebuild
@@ -310,6 +372,7 @@ impl PartitionTask {
     pub(super) fn new(w: TaskWiring, shared: Arc<PartitionShared>, engine: Engine, at: TaskStart) -> PartitionTask {
         let latency = w.metrics.latency.local();
         let acks = AckQueue::new(w.outbox.clone(), shared.clone(), w.metrics.latency.clone());
+        let ingest = Ingest::new(engine.config());
         PartitionTask {
             w,
             shared,
@@ -318,7 +381,8 @@ impl PartitionTask {
             latency,
             counts: EventCounts::default(),
             out: Vec::new(),
-            held: None,
+            ingest,
+            held_key: None,
             acks,
             seek_pos: at.start,
             gap: GapRecovery::None,
@@ -439,8 +503,8 @@ impl PartitionTask {
     /// never before the committed offset.
     fn committable(&self) -> i64 {
         let mut c = self.applied_next;
-        if let Some(h) = &self.held {
-            c = c.min(h.offset);
+        if let Some(&held) = self.ingest.held_at() {
+            c = c.min(held);
         }
         if let Some(guard) = self.acks.lowest_guard() {
             c = c.min(guard);
@@ -528,10 +592,10 @@ impl PartitionTask {
     }
 
     // ---------------------------------------------------------------------
-    // The ingest step of one message. Everything a message goes through is
-    // in this one function (offset-gap check; size limit, decode, far-future
-    // hold, apply; the detection half of the bin step; dead letters, signals,
-    // the planning half), so that a shared ingest step can replace it whole.
+    // One message: the offset-gap check, then the shared ingest step
+    // (`crate::ingest`: size limit, decode, far-future hold, apply, the
+    // detection half of the bin step), then dead letters, signals, and the
+    // planning half.
     // ---------------------------------------------------------------------
 
     /// Applies one message; whether its effects are complete (applied, no
@@ -579,87 +643,24 @@ impl PartitionTask {
             tracing::debug!(topic = %self.shared.topic, partition = self.shared.partition, from = need, to = m.offset, "offset gap in the log");
         }
         let rebuilding = m.offset < self.committed;
-        let max_bytes = self.w.cfg.limits.max_event_bytes as usize;
-        let max_future = self.w.cfg.estimator.max_future.ms();
-        let guard = self.held.as_ref().map_or(m.offset, |h| h.offset);
+        let guard = self.ingest.held_at().copied().unwrap_or(m.offset);
         let payload: &[u8] = m.payload.unwrap_or_default();
-        let mut dead: Vec<DeadLetter> = Vec::new();
-        let mut kind = None;
-        let mut hold_this = false;
-        let result = if payload.len() > max_bytes {
-            Err(Rejection::new(RejectReason::TooLarge, format!("{} bytes is over limits.max_event_bytes ({max_bytes})", payload.len())))
-        } else {
-            match decode(payload) {
-                Err(r) => Err(r),
-                Ok(ev) => {
-                    if rebuilding {
-                        if let Phase::Rebuilding(p) = &mut self.phase {
-                            p.replayed += 1;
-                            p.first_ts.get_or_insert(ev.ts_ms);
-                            p.last_ts = Some(ev.ts_ms);
-                        }
-                    } else if m.key != Some(ev.campaign.as_bytes()) {
-                        self.w.metrics.unkeyed.inc();
-                        if self.last_unkeyed_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                            self.last_unkeyed_warning = Some(Instant::now());
-                            tracing::warn!(topic = %self.shared.topic, partition = self.shared.partition, offset = m.offset,
-                                "input message not keyed by its campaign: the campaign's estimate is split across partitions; key events by campaign");
-                        }
-                    }
-                    kind = Some(ev.kind);
-                    let mut result = self.engine.apply(&ev, &mut self.out);
-                    let is_future = matches!(&result, Err(r) if r.reason == RejectReason::Future);
-                    let hold = |result: &Result<Applied, Rejection>| Held {
-                        offset: m.offset,
-                        key: m.key.map(<[u8]>::to_vec),
-                        bytes: payload.to_vec(),
-                        ts_ms: ev.ts_ms,
-                        rejection: result.clone().err(),
-                    };
-                    match (self.held.take(), is_future) {
-                        (Some(h), true) if (ev.ts_ms - h.ts_ms).abs() <= max_future => {
-                            self.engine.accept_jump(h.ts_ms.min(ev.ts_ms));
-                            let held_result = decode(&h.bytes).and_then(|hev| {
-                                let k = hev.kind;
-                                self.engine.apply(&hev, &mut self.out).map(|a| (a, k))
-                            });
-                            match held_result {
-                                Ok((a, k)) if h.offset >= self.committed => self.counts.count(a, k),
-                                Ok(_) => {}
-                                Err(rejection) => dead.push(DeadLetter { offset: h.offset, key: h.key, bytes: h.bytes, rejection }),
-                            }
-                            result = self.engine.apply(&ev, &mut self.out);
-                        }
-                        (Some(h), _) => {
-                            dead.push(h.into_dead_letter());
-                            if is_future {
-                                hold_this = true;
-                                self.held = Some(hold(&result));
-                            }
-                        }
-                        (None, true) => {
-                            hold_this = true;
-                            self.held = Some(hold(&result));
-                        }
-                        (None, false) => {}
-                    }
-                    result
-                }
-            }
+        let mut outcomes = MessageOutcomes {
+            message_offset: m.offset,
+            message_key: m.key,
+            held_key: self.held_key.as_deref(),
+            committed: self.committed,
+            counts: &mut self.counts,
+            phase: &mut self.phase,
+            unkeyed: Unkeyed { shared: &self.shared, metrics: &self.w.metrics, last_warning: &mut self.last_unkeyed_warning },
+            dead: Vec::new(),
         };
-        if !hold_this {
-            match result {
-                Ok(a) if !rebuilding => self.counts.count(a, kind.unwrap_or(EventKind::Click)),
-                Ok(_) => {}
-                Err(rejection) => {
-                    dead.push(DeadLetter { offset: m.offset, key: m.key.map(<[u8]>::to_vec), bytes: payload.to_vec(), rejection })
-                }
-            }
-            // Only the detection half of a bin step here: its onsets go to the
-            // producer below before the bin's forecasts are computed.
-            if let Some(wm) = self.engine.natural_watermark() {
-                self.engine.advance_detect(wm, &mut self.out);
-            }
+        let pushed = self.ingest.push(&mut self.engine, payload, m.offset, &mut self.out, &mut outcomes);
+        let dead = std::mem::take(&mut outcomes.dead);
+        if pushed == Pushed::Held {
+            self.held_key = m.key.map(<[u8]>::to_vec);
+        } else if self.ingest.held_at().is_none() {
+            self.held_key = None;
         }
         self.applied_next = m.offset + 1;
         let before = self.acks.len();
@@ -668,10 +669,10 @@ impl PartitionTask {
                 self.dead_letter(guard, d).await;
             }
         }
-        if !hold_this && !self.out.is_empty() {
+        if pushed == Pushed::Decided && !self.out.is_empty() {
             self.emit(guard, rebuilding).await;
         }
-        self.engine.advance_plan(&mut self.out);
+        self.ingest.plan(&mut self.engine, &mut self.out);
         if !self.out.is_empty() {
             self.emit(guard, rebuilding).await;
         }
@@ -689,7 +690,7 @@ impl PartitionTask {
         complete
     }
 
-    // --------------------------- end of the ingest step ---------------------------
+    // --------------------------- end of a message ---------------------------
 
     /// Sends a dead letter (guarded by `guard`) and counts it.
     async fn dead_letter(&mut self, guard: i64, d: DeadLetter) {
@@ -744,14 +745,26 @@ impl PartitionTask {
         if self.is_live() && caught_up && !self.acks.is_blocked() && !seeking && self.last_msg.elapsed() >= idle {
             if let Some(max_ts) = self.engine.max_event_ms() {
                 let guard = self.applied_next;
-                if let Some(h) = self.held.take() {
-                    if h.offset >= self.committed {
-                        let offset = h.offset;
-                        self.dead_letter(offset, h.into_dead_letter()).await;
+                let wm = max_ts.saturating_add(self.last_msg.elapsed().as_millis() as i64);
+                let mut outcomes = MessageOutcomes {
+                    message_offset: guard,
+                    message_key: None,
+                    held_key: self.held_key.as_deref(),
+                    committed: self.committed,
+                    counts: &mut self.counts,
+                    phase: &mut self.phase,
+                    unkeyed: Unkeyed { shared: &self.shared, metrics: &self.w.metrics, last_warning: &mut self.last_unkeyed_warning },
+                    dead: Vec::new(),
+                };
+                self.ingest.advance_to(&mut self.engine, wm, &mut self.out, &mut outcomes);
+                let dead = std::mem::take(&mut outcomes.dead);
+                self.held_key = None;
+                for d in dead {
+                    if d.offset >= self.committed {
+                        let offset = d.offset;
+                        self.dead_letter(offset, d).await;
                     }
                 }
-                let wm = max_ts.saturating_add(self.last_msg.elapsed().as_millis() as i64);
-                self.engine.advance_to(wm, &mut self.out);
                 if !self.out.is_empty() {
                     self.emit(guard, false).await;
                 }
@@ -814,13 +827,5 @@ mod tests {
         assert_eq!((metrics.duplicates.get(), metrics.late.get()), (4, 5));
         counts.flush(&metrics);
         assert_eq!(metrics.events_by_kind.iter().map(|c| c.get()).sum::<u64>(), 6, "a second flush adds nothing");
-    }
-
-    #[test]
-    fn a_held_event_without_a_rejection_dies_as_far_future() {
-        let held = Held { offset: 7, key: Some(b"c1".to_vec()), bytes: b"{}".to_vec(), ts_ms: 0, rejection: None };
-        let d = held.into_dead_letter();
-        assert_eq!((d.offset, d.key.as_deref(), d.rejection.reason), (7, Some(&b"c1"[..]), RejectReason::Future));
-        assert_eq!(d.rejection.detail, "event time far ahead of the log");
     }
 }

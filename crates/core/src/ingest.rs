@@ -26,9 +26,8 @@
 //!
 //! The driver owns the framing (lines of a file, messages of a partition) and
 //! what a position is ([`LinePosition`] for a file, the partition offset for
-//! Kafka); results come back through [`Outcomes`]. `replay` and `backtest`
-//! drive it today; the Kafka partition task is meant to (see
-//! `docs` in the README, "One ingest step").
+//! Kafka); results come back through [`Outcomes`]. `replay`, `backtest`
+//! and the Kafka partition task (`service/partition.rs`) all drive it.
 
 use crate::decode::{decode, RejectReason, Rejection};
 use crate::engine::{Applied, Engine, EngineConfig, FarAhead};
@@ -235,9 +234,10 @@ pub fn far_ahead(f: FarAhead) -> Rejection {
 
 impl Engine {
     /// [`Engine::apply_event`] with a refusal as a `future` [`Rejection`],
-    /// for drivers that apply decoded events themselves (tests, benchmarks,
-    /// the Kafka partition task until it drives [`Ingest`]). It does not
-    /// hold far-ahead events: [`Ingest::push`] does.
+    /// for code that applies decoded events itself (tests, benchmarks). It
+    /// does not hold far-ahead events: [`Ingest::push`] does, and every
+    /// driver of real input (`replay`, `backtest`, the Kafka partition task)
+    /// goes through it.
     pub fn apply(&mut self, ev: &Event<'_>, out: &mut Vec<Signal>) -> Result<Applied, Rejection> {
         self.apply_event(ev, out).map_err(far_ahead)
     }

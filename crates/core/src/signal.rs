@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::engine::forecast::ForecastPath;
 use crate::time::format_rfc3339_ms;
 
 /// A posterior (or approximate posterior) summary of R.
@@ -77,6 +78,38 @@ pub struct Estimate {
     pub method: Method,
     /// Overdispersion factor applied to the interval (1 = Poisson).
     pub dispersion: f64,
+    /// The campaign's click forecast over `forecast.horizon` from `time`.
+    pub forecast: Forecast,
+}
+
+/// A predictive interval of a count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CountInterval {
+    /// Expected value.
+    pub mean: f64,
+    /// 5 % predictive quantile.
+    pub lo: f64,
+    /// 95 % predictive quantile.
+    pub hi: f64,
+}
+
+/// A campaign's forecast in an estimate (`data.forecast`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Forecast {
+    /// The horizon H (`forecast.horizon`), seconds: the forecast is for (time, time + H].
+    pub horizon_s: f64,
+    /// Clicks of the campaign in (time, time + H]: mean and 90 % predictive
+    /// interval, with the uncertainty of R, of the click-through, the
+    /// overdispersion of pass-along and the Poisson noise of the clicks.
+    pub clicks: CountInterval,
+    /// The peak request rate the planner plans for this campaign within the
+    /// horizon (R at `forecast.r_quantile`; the `forecast_rps` of
+    /// `scale_ahead.campaigns`), requests/s; 0 for a campaign without a target.
+    pub peak_rps: f64,
+    /// The whole predictive path, bin by bin (any horizon up to H; used by
+    /// `floodgate evaluate`, not serialised).
+    #[serde(skip)]
+    pub path: Arc<ForecastPath>,
 }
 
 /// `floodgate.viral_onset` / `floodgate.viral_subsided`.

@@ -21,6 +21,7 @@
 //! The planner uses the *peak* per-bin rate over the horizon.
 
 use super::gamma::Gamma;
+use super::predictive::CountForecast;
 
 /// Mass of the generation interval the forecast may leave out. The estimator
 /// keeps the support to `1 − 1e-9` so that Λ matches EpiEstim; a projection
@@ -153,10 +154,9 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
     // of bin j + 1: one CDF evaluation per send and bin, not two.
     let mut carried: Option<(i64, f64)> = None;
     for j in 0..h {
-        let start = (input.last_bin + 1 + j as i64) * input.bin_ms;
-        let end = start + input.bin_ms;
         // Only the part of this bin after `now` is still to come.
-        let from = start.max(input.now_ms);
+        let (from, end) = horizon_bin(input, j);
+        let start = end - input.bin_ms;
         let mut direct = 0.0;
         if end > from {
             if let [only] = input.sends {
@@ -187,6 +187,195 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
         peak = peak.max(if from > start { clicks / covered_s.min(bin_s) } else { clicks / bin_s });
     }
     Demand { peak_clicks_per_s: peak, clicks: total, click_through: ctr }
+}
+
+/// What the predictive forecast needs beyond a [`ForecastInput`] (whose `r`
+/// is then the posterior *mean* of R).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    /// Posterior standard deviation of R (0 when R is not used).
+    pub r_sd: f64,
+    /// Overdispersion of pass-along: variance / mean of forwarded clicks
+    /// (the lineage estimator's φ̂; 1 = Poisson).
+    pub dispersion: f64,
+}
+
+/// The predictive forecast at the end of one horizon bin: moments of the
+/// clicks from `now` to the end of that bin (cumulative, so any horizon up
+/// to the path's length is one lookup).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PathStep {
+    /// Expected clicks μ (direct + forwarded) on the posterior-mean path.
+    pub mean: f64,
+    /// Of those, direct (generation-0) clicks from the sends.
+    pub direct: f64,
+    /// Noise variance given the parameters: direct + φ · forwarded
+    /// (Poisson direct clicks, overdispersed pass-along).
+    pub noise_var: f64,
+    /// ∂μ/∂R, by forward-mode differentiation of the renewal recursion.
+    pub d_r: f64,
+    /// ∂μ/∂ĉ (click-through), likewise.
+    pub d_ctr: f64,
+}
+
+/// A campaign's predictive forecast over the horizon, bin by bin, with the
+/// parameter uncertainty needed to turn a prefix into a distribution.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ForecastPath {
+    /// Bin width, ms.
+    pub bin_ms: i64,
+    /// `steps[j]`: moments of the clicks from now to the end of horizon bin j.
+    pub steps: Vec<PathStep>,
+    /// Posterior sd of R.
+    pub r_sd: f64,
+    /// Click-through used (posterior mean ĉ).
+    pub click_through: f64,
+    /// Posterior sd of the click-through.
+    pub click_through_sd: f64,
+    /// Expected clicks after now until the campaign ends (final size minus
+    /// clicks so far); +∞ when the mean R is 1 or more (no end in the model).
+    pub remaining: f64,
+    /// Of those, direct clicks still to come from the sends.
+    pub remaining_direct: f64,
+    /// Highest expected click rate on the mean path, clicks/s.
+    pub peak_clicks_per_s: f64,
+}
+
+impl ForecastPath {
+    /// Horizon bins the path covers.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether the path covers no bin.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The predictive distribution of the clicks in the first `bins` horizon
+    /// bins (clamped to the path): mean μ and variance
+    ///
+    /// ```text
+    /// v = (direct + φ·forwarded) + (∂μ/∂R)² σ_R² + (∂μ/∂ĉ)² σ_ĉ²
+    /// ```
+    ///
+    /// — the noise of the clicks given the parameters plus the parameters'
+    /// posterior uncertainty propagated by the delta method (law of total
+    /// variance, first order; e.g. Casella & Berger 2002, §5.5.4). R and ĉ
+    /// are taken as independent (they come from different clicks).
+    pub fn clicks(&self, bins: usize) -> CountForecast {
+        let Some(s) = self.step(bins) else { return CountForecast::default() };
+        let var = s.noise_var + (s.d_r * self.r_sd).powi(2) + (s.d_ctr * self.click_through_sd).powi(2);
+        CountForecast::new(s.mean, var)
+    }
+
+    /// The send-only forecast (direct wave, no pass-along) over the first
+    /// `bins` bins: mean D, variance D + (D/ĉ)² σ_ĉ².
+    pub fn send_only(&self, bins: usize) -> CountForecast {
+        let Some(s) = self.step(bins) else { return CountForecast::default() };
+        let d_ctr = if self.click_through > 0.0 { s.direct / self.click_through } else { 0.0 };
+        CountForecast::new(s.direct, s.direct + (d_ctr * self.click_through_sd).powi(2))
+    }
+
+    fn step(&self, bins: usize) -> Option<PathStep> {
+        if bins == 0 {
+            return None;
+        }
+        self.steps.get(bins.min(self.steps.len()).checked_sub(1)?).copied()
+    }
+}
+
+/// The part of horizon bin `j` still to come: `[from, end)` with `from` not
+/// before `now` (one rule for the planner's projection and the predictive).
+fn horizon_bin(input: &ForecastInput<'_>, j: usize) -> (i64, i64) {
+    let start = (input.last_bin + 1 + j as i64) * input.bin_ms;
+    (start.max(input.now_ms), start + input.bin_ms)
+}
+
+/// Expected direct clicks of all sends in `[from, end)` per unit of click-through.
+fn direct_per_ctr(sends: &[SendRecord], curve: &ResponseCurve, from: i64, end: i64) -> f64 {
+    if end <= from {
+        return 0.0;
+    }
+    sends.iter().map(|s| s.recipients as f64 * (curve.cdf((end - s.ts_ms) as f64) - curve.cdf((from - s.ts_ms) as f64))).sum()
+}
+
+/// The predictive forecast: the renewal projection of [`project`] run on
+/// the posterior-mean path (`input.r` = posterior mean of R), with the
+/// derivatives of every bin with respect to R and to the click-through
+/// carried along (forward-mode differentiation of the recursion
+/// `I_t = D_t(ĉ) + R Σ_s w_s I_{t−s}`:
+/// `∂I_t/∂R = Σ_s w_s I_{t−s} + R Σ_s w_s ∂I_{t−s}/∂R`,
+/// `∂I_t/∂ĉ = D_t/ĉ + R Σ_s w_s ∂I_{t−s}/∂ĉ`; observed history has zero
+/// derivatives). The click-through's posterior is the Beta of
+/// [`click_through`]: sd `√(ĉ(1 − ĉ)/(E + w + 1))`.
+///
+/// `remaining` is the renewal model's expected final size minus the clicks so
+/// far: with `P = Σ_{s ≤ now} I_s Σ_{k > now − s} w_k` the infectivity of
+/// past clicks still to act and `D∞` the direct clicks still to come, the
+/// expected future clicks `T` satisfy `T = D∞ + R·P + R·T`, so
+/// `T = (D∞ + R·P) / (1 − R)` for R < 1 (each click has R/(1 − R)
+/// descendants in expectation; a subcritical branching process, e.g.
+/// Harris 1963, ch. 1), and +∞ for R ≥ 1.
+pub fn predictive(input: &ForecastInput<'_>, curve: &ResponseCurve, spread: Spread) -> ForecastPath {
+    let ctr = click_through(input, curve);
+    let exposed: f64 = input.sends.iter().map(|s| s.recipients as f64 * curve.cdf((input.now_ms - s.ts_ms) as f64)).sum();
+    let ctr_sd = (ctr * (1.0 - ctr) / (exposed + input.click_through_weight + 1.0)).max(0.0).sqrt();
+    let (h, n_hist, r) = (input.horizon_bins, input.history.len(), input.r);
+    let w_rev: Vec<f64> = input.gi.iter().skip(1).rev().copied().collect();
+    let mut clicks: Vec<f64> = input.history.to_vec();
+    clicks.resize(n_hist + h, 0.0);
+    let (mut d_r, mut d_ctr) = (vec![0.0; n_hist + h], vec![0.0; n_hist + h]);
+    let bin_s = input.bin_ms as f64 / 1000.0;
+    let mut path = ForecastPath {
+        bin_ms: input.bin_ms,
+        steps: Vec::with_capacity(h),
+        r_sd: spread.r_sd,
+        click_through: ctr,
+        click_through_sd: ctr_sd,
+        ..ForecastPath::default()
+    };
+    let mut acc = PathStep::default();
+    for j in 0..h {
+        let (from, end) = horizon_bin(input, j);
+        let per_ctr = direct_per_ctr(input.sends, curve, from, end);
+        let direct = ctr * per_ctr;
+        let t = n_hist + j;
+        let (mut forwarded, mut dr, mut dc) = (0.0, 0.0, per_ctr);
+        if r > 0.0 {
+            let lambda = infectivity(&w_rev, &clicks[..t]);
+            forwarded = r * lambda;
+            dr = lambda + r * infectivity(&w_rev, &d_r[..t]);
+            dc += r * infectivity(&w_rev, &d_ctr[..t]);
+        }
+        clicks[t] = direct + forwarded;
+        d_r[t] = dr;
+        d_ctr[t] = dc;
+        acc.mean += direct + forwarded;
+        acc.direct += direct;
+        acc.noise_var += direct + spread.dispersion.max(1.0) * forwarded;
+        acc.d_r += dr;
+        acc.d_ctr += dc;
+        path.steps.push(acc);
+        let covered_s = ((end - from).max(1) as f64 / 1000.0).min(bin_s);
+        path.peak_clicks_per_s = path.peak_clicks_per_s.max((direct + forwarded) / covered_s);
+    }
+    path.remaining_direct =
+        input.sends.iter().map(|s| s.recipients as f64 * ctr * (1.0 - curve.cdf((input.now_ms - s.ts_ms) as f64))).sum();
+    path.remaining = if r <= 0.0 {
+        path.remaining_direct
+    } else if r >= 1.0 {
+        f64::INFINITY
+    } else {
+        // Σ_{k > a} w_k for a past bin a bins before the first projected one.
+        let mut tail = vec![0.0; input.gi.len() + 1];
+        for k in (0..input.gi.len()).rev() {
+            tail[k] = tail[k + 1] + input.gi[k];
+        }
+        let pending: f64 = input.history.iter().enumerate().map(|(i, &x)| x * tail.get(n_hist - i).copied().unwrap_or(0.0)).sum();
+        (path.remaining_direct + r * pending) / (1.0 - r)
+    };
+    path
 }
 
 /// `Σ_{s=1}^{K} w_s I_{t−s}` (terms with `t − s < 0` are zero) from the
@@ -290,6 +479,55 @@ mod tests {
         let exposed = 10_000.0 * (1.0 - (-1.0f64).exp());
         let expect = (1264.0 + 0.05 * 2000.0) / (exposed + 2000.0);
         assert!((click_through(&inp, &curve) - expect).abs() < 1e-12);
+    }
+
+    #[test]
+    fn predictive_carries_exact_derivatives_and_the_final_size() {
+        // One-bin GI, 100 clicks last bin, R = 2: μ(R) over two bins is
+        // 100R + 100R², so μ = 600 and ∂μ/∂R = 100 + 200R = 500.
+        let gi = [0.0, 1.0];
+        let history = [100.0];
+        let mut inp = input(&[], &history, &gi);
+        inp.last_bin = 0;
+        inp.now_ms = 60_000;
+        inp.r = 2.0;
+        inp.horizon_bins = 2;
+        let curve = ResponseCurve::new(1_800_000.0, 1_800_000.0);
+        let p = predictive(&inp, &curve, Spread { r_sd: 0.5, dispersion: 3.0 });
+        assert!((p.steps[0].mean - 200.0).abs() < 1e-9 && (p.steps[1].mean - 600.0).abs() < 1e-9);
+        assert!((p.steps[1].d_r - 500.0).abs() < 1e-9, "{}", p.steps[1].d_r);
+        // Noise: φ × forwarded = 3 × 600; parameter part (500 × 0.5)².
+        let f = p.clicks(2);
+        assert!((f.variance - (1800.0 + 62_500.0)).abs() < 1e-6, "{}", f.variance);
+        assert!((p.clicks(1).variance - (600.0 + 2_500.0)).abs() < 1e-6);
+        assert_eq!(p.clicks(9), f, "a longer horizon is clamped to the path");
+        assert!(p.remaining.is_infinite(), "R ≥ 1 has no final size");
+        // R = 0.5: 100 past clicks still to act once → 50 + 25 + … = 100.
+        inp.r = 0.5;
+        let p = predictive(&inp, &curve, Spread { r_sd: 0.0, dispersion: 1.0 });
+        assert!((p.remaining - 100.0).abs() < 1e-9, "{}", p.remaining);
+    }
+
+    #[test]
+    fn predictive_direct_wave_adds_the_click_through_posterior() {
+        let sends = [SendRecord { ts_ms: 0, recipients: 20_000 }];
+        let curve = ResponseCurve::new(1_800_000.0, 1_800_000.0);
+        let inp = input(&sends, &[], &[]);
+        let p = predictive(&inp, &curve, Spread { r_sd: 0.0, dispersion: 1.0 });
+        let reach = 20_000.0 * (1.0 - (-1.0f64).exp());
+        let d = reach * 0.05;
+        // Nothing exposed yet: ĉ is the prior 0.05 with sd √(0.05·0.95/2001).
+        let sd = (0.05f64 * 0.95 / 2001.0).sqrt();
+        assert!((p.click_through_sd - sd).abs() < 1e-12);
+        let f = p.clicks(30);
+        assert!((f.mean - d).abs() < 1e-6 * d);
+        assert!((f.variance - (d + (reach * sd).powi(2))).abs() < 1e-6 * f.variance, "{}", f.variance);
+        let s = p.send_only(30);
+        assert!(s.mean == f.mean && (s.variance - f.variance).abs() < 1e-9 * f.variance, "no pass-along: send-only is the whole forecast");
+        assert!((p.remaining - 20_000.0 * 0.05).abs() < 1e-6, "every direct click is still to come");
+        // The planner's projection is the same mean path at the same R.
+        let mut scratch = Vec::new();
+        assert!((project(&inp, &curve, &mut scratch).clicks - f.mean).abs() < 1e-9);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod gamma;
 pub mod generation_interval;
 pub mod lineage;
 pub mod planner;
+pub mod predictive;
 pub mod renewal;
 pub mod window;
 
@@ -47,7 +48,7 @@ use serde::Serialize;
 
 use crate::config::MethodChoice;
 use crate::event::{person_key, Event, EventKind};
-use crate::signal::{Episode, Estimate, Method, RSummary, ScaleReason, Signal};
+use crate::signal::{CountInterval, Episode, Estimate, Forecast, Method, RSummary, ScaleReason, Signal};
 use crate::time::rfc3339;
 
 pub use config::EngineConfig;
@@ -55,7 +56,7 @@ pub use config::EngineConfig;
 use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
 use dedup::Seen;
 use detector::Transition;
-use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord};
+use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
 use lineage::ForwardModel;
 use planner::{DemandRecord, TargetPlanner};
@@ -229,6 +230,8 @@ pub struct Engine {
     stepped: Vec<u32>,
     /// Its estimate signals (they sort after its scale decisions).
     deferred: Vec<Signal>,
+    /// The campaign of each of `deferred`, whose forecast fills it in.
+    deferred_slots: Vec<u32>,
     /// Idle eviction due once the pending plan is made.
     evict_pending: Option<i64>,
 }
@@ -298,6 +301,7 @@ impl Engine {
             plan_pending: None,
             stepped: Vec::new(),
             deferred: Vec::new(),
+            deferred_slots: Vec::new(),
             evict_pending: None,
             cfg,
         })
@@ -530,6 +534,7 @@ impl Engine {
         if let Some(b) = self.plan_pending.take() {
             self.plan_bin(b, out);
         }
+        self.deferred_slots.clear();
         out.append(&mut self.deferred);
     }
 
@@ -739,6 +744,13 @@ impl Engine {
             self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
         }
         self.stepped = stepped;
+        let (mut deferred, slots) = (std::mem::take(&mut self.deferred), std::mem::take(&mut self.deferred_slots));
+        for (signal, &slot) in deferred.iter_mut().zip(&slots) {
+            if let Signal::Estimate(e) = signal {
+                e.forecast = self.estimate_forecast(slot, b, time_ms);
+            }
+        }
+        (self.deferred, self.deferred_slots) = (deferred, slots);
         let horizon_s = self.cfg.forecast.horizon.secs_f64();
         for t in &mut self.targets {
             t.planner.plan(time_ms, ScaleReason::Forecast, horizon_s, out);
@@ -781,7 +793,9 @@ impl Engine {
                 imported_cases: e.imported_cases,
                 method: e.method,
                 dispersion: e.dispersion,
+                forecast: Forecast::default(),
             }));
+            self.deferred_slots.push(slot);
         }
         let episode = |n: u32, c: &Campaign| {
             let e = c.last;
@@ -894,21 +908,9 @@ impl Engine {
     /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
     fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
-        let min_cases = u64::from(self.cfg.detector.min_local_cases);
-        let r = c
-            .last
-            .filter(|e| e.local_cases >= min_cases && e.time_ms >= now_ms - self.bin_ms)
-            .map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        let r = self.projection_estimate(c, now_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
         // The click history only feeds the renewal projection (R > 0).
-        self.history.clear();
-        if r > 0.0 {
-            let from = last_bin - self.forecast_gi.len() as i64 + 1;
-            for (t, x) in c.bins.iter_range(from, last_bin) {
-                self.history.resize((t - from) as usize, 0.0);
-                self.history.push(x.incidence());
-            }
-            self.history.resize(self.forecast_gi.len(), 0.0);
-        }
+        history_into(c, last_bin, if r > 0.0 { self.forecast_gi.len() } else { 0 }, &mut self.history);
         let input = ForecastInput {
             now_ms,
             bin_ms: self.bin_ms,
@@ -923,6 +925,50 @@ impl Engine {
             click_through_weight: self.cfg.forecast.click_through_weight,
         };
         forecast::project(&input, &self.curve, &mut self.scratch)
+    }
+
+    /// The estimate whose posterior of R a forecast projects pass-along
+    /// with: the campaign's latest, if it is fresh (this bin step's or the
+    /// one before) and rests on at least `detector.min_local_cases` local
+    /// clicks; otherwise none, and no pass-along is projected. One rule for
+    /// the planner (which takes the `forecast.r_quantile` quantile) and the
+    /// estimate's predictive forecast (which takes the mean and the sd).
+    fn projection_estimate(&self, c: &Campaign, now_ms: i64) -> Option<CampaignEstimate> {
+        let min_cases = u64::from(self.cfg.detector.min_local_cases);
+        c.last.filter(|e| e.local_cases >= min_cases && e.time_ms >= now_ms - self.bin_ms)
+    }
+
+    /// The predictive forecast of an estimate at the end of bin `b`
+    /// (`forecast::predictive` on the posterior-mean path), with the
+    /// planner's peak for this campaign.
+    fn estimate_forecast(&mut self, slot: u32, b: i64, time_ms: i64) -> Forecast {
+        let Some(c) = self.campaigns[slot as usize].as_ref() else { return Forecast::default() };
+        let est = self.projection_estimate(c, time_ms);
+        let (r, spread) = est.map_or((0.0, Spread { r_sd: 0.0, dispersion: 1.0 }), |e| {
+            (e.posterior.mean(), Spread { r_sd: e.posterior.sd(), dispersion: e.dispersion })
+        });
+        history_into(c, b, if r > 0.0 { self.forecast_gi.len() } else { 0 }, &mut self.history);
+        let input = ForecastInput {
+            now_ms: time_ms,
+            bin_ms: self.bin_ms,
+            last_bin: b,
+            history: &self.history,
+            sends: &c.sends,
+            direct_clicks: c.direct_clicks,
+            r,
+            gi: &self.forecast_gi,
+            horizon_bins: self.horizon_bins,
+            click_through: self.cfg.forecast.click_through,
+            click_through_weight: self.cfg.forecast.click_through_weight,
+        };
+        let path = forecast::predictive(&input, &self.curve, spread);
+        let table = path.clicks(self.horizon_bins).table();
+        Forecast {
+            horizon_s: self.cfg.forecast.horizon.secs_f64(),
+            clicks: CountInterval { mean: path.clicks(self.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) },
+            peak_rps: if c.target.is_some() { c.demand_rps } else { 0.0 },
+            path: Arc::new(path),
+        }
     }
 
     /// The campaign's forecast at the end of bin `b`, handed to its target's planner.
@@ -983,6 +1029,21 @@ fn demand_record(c: &Campaign, time_ms: i64) -> DemandRecord {
 fn infectivity_at(bins: &window::Bins<window::BinCounts>, w: &[f64], t: i64) -> f64 {
     let k = w.len() as i64 - 1;
     bins.iter_range(t - k, t - 1).rev().map(|(u, x)| w[(t - u) as usize] * x.incidence()).sum()
+}
+
+/// The campaign's clicks (local + imported) per bin over the `len` bins
+/// ending at `last_bin`, oldest first, into `out` (empty for `len` 0).
+fn history_into(c: &Campaign, last_bin: i64, len: usize, out: &mut Vec<f64>) {
+    out.clear();
+    if len == 0 {
+        return;
+    }
+    let from = last_bin - len as i64 + 1;
+    for (t, x) in c.bins.iter_range(from, last_bin) {
+        out.resize((t - from) as usize, 0.0);
+        out.push(x.incidence());
+    }
+    out.resize(len, 0.0);
 }
 
 /// The live campaign in `slot` (slots handed out by the engine are live

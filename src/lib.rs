@@ -32,6 +32,9 @@
 //!   [`shutdown`] and [`telemetry`].
 //! * [`backtest`] — a log replayed against reactive autoscaling on a capacity
 //!   model (policies, start-up delay, HTML report).
+//! * [`evaluate`] — forecasts, R and onsets scored after the fact against
+//!   what the log shows happened, next to baselines (HTML report), and the
+//!   converter of real re-share cascades.
 
 #![warn(missing_docs)]
 
@@ -39,6 +42,7 @@ pub mod backtest;
 pub mod config;
 pub mod decode;
 pub mod engine;
+pub mod evaluate;
 pub mod event;
 pub mod http;
 pub mod replay;

@@ -35,10 +35,14 @@
 //!   [`shutdown`] and [`telemetry`].
 //! * [`backtest`] — a log replayed against reactive autoscaling on a capacity
 //!   model (policies, start-up delay, HTML report).
+//! * [`evaluate`] — forecasts, R and onsets scored after the fact against
+//!   what the log shows happened, next to baselines (HTML report), and the
+//!   converter of real re-share cascades.
 
 #![warn(missing_docs)]
 
 pub mod backtest;
+pub mod evaluate;
 pub mod http;
 pub mod replay;
 pub mod service;

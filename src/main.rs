@@ -46,6 +46,56 @@ enum Command {
     /// Publish an NDJSON event log to a Kafka topic, keyed by campaign, with
     /// message timestamps set to the event times (demos, load, tests).
     Produce(ProduceArgs),
+    /// Replay an event log and score, after the fact, what floodgate knew at
+    /// each bin step (click forecasts, final size, R, onsets) against what
+    /// happened, next to baselines; a table to stdout, optionally JSON and HTML.
+    Evaluate(EvaluateArgs),
+    /// Convert real re-share cascades (`../shared/data/real/*/events.ndjson`)
+    /// into floodgate events: roots spread over one day, delays kept, sorted
+    /// by time (see README "On real cascades").
+    ConvertCascades(ConvertCascadesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EvaluateArgs {
+    /// NDJSON event log, or `-` for stdin.
+    #[arg(default_value = "-")]
+    path: PathBuf,
+    /// TOML configuration (defaults apply to every key not given).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Forecast horizons to score, comma-separated; whole bins; the engine
+    /// forecasts over the largest.
+    #[arg(long, default_value = "5m,15m,30m")]
+    horizons: String,
+    /// Write every number and the per-window rows as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a self-contained HTML report (inline SVG) here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConvertCascadesArgs {
+    /// Cascade NDJSON (uncompressed), or `-` for stdin.
+    #[arg(default_value = "-")]
+    path: PathBuf,
+    /// The day the roots are spread over (its midnight, RFC 3339).
+    #[arg(long, default_value = "2026-03-02T00:00:00Z")]
+    day: String,
+    /// Re-shares later than this after their root are dropped.
+    #[arg(long, default_value = "24h", value_parser = duration_ms)]
+    max_age: i64,
+    /// `recipients` of every root send (the data do not give it).
+    #[arg(long, default_value_t = 5000)]
+    recipients: u64,
+    /// `target` of every event.
+    #[arg(long, default_value = "social")]
+    target: String,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -204,6 +254,8 @@ fn main() {
         Command::Backtest(args) => cmd_backtest(args),
         Command::Run(args) => cmd_run(args),
         Command::Produce(args) => cmd_produce(args),
+        Command::Evaluate(args) => cmd_evaluate(args),
+        Command::ConvertCascades(args) => cmd_convert_cascades(args),
     };
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is not an error worth a message.
@@ -418,5 +470,58 @@ fn cmd_backtest(args: BacktestArgs) -> Result<()> {
         w.flush()?;
         eprintln!("floodgate: wrote {}", p.display());
     }
+    Ok(())
+}
+
+fn cmd_evaluate(args: EvaluateArgs) -> Result<()> {
+    use floodgate::evaluate::{evaluate, parse_horizons, report, text_table};
+    let cfg = load_config(args.config.as_deref())?;
+    let horizons = parse_horizons(&args.horizons)?;
+    let mut log = Vec::new();
+    if args.path.as_os_str() == "-" {
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut log).context("reading stdin")?;
+    } else {
+        log = std::fs::read(&args.path)
+            .with_context(|| format!("cannot open {} (give a path to an NDJSON event log, or `-` for stdin)", args.path.display()))?;
+    }
+    let ev = evaluate(&log, cfg, &horizons).with_context(|| format!("evaluating {}", args.path.display()))?;
+    print!("{}", text_table(&ev));
+    for e in &ev.bad_input.examples {
+        eprintln!("floodgate: {}: {e}", args.path.display());
+    }
+    if let Some(p) = &args.html {
+        std::fs::write(p, report::html(&ev)).with_context(|| format!("cannot write --html {}", p.display()))?;
+        eprintln!("floodgate: wrote {}", p.display());
+    }
+    if let Some(p) = &args.json {
+        let f = File::create(p).with_context(|| format!("cannot write --json {}", p.display()))?;
+        let mut w = BufWriter::new(f);
+        serde_json::to_writer(&mut w, &ev).with_context(|| format!("writing {}", p.display()))?;
+        w.flush()?;
+        eprintln!("floodgate: wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn cmd_convert_cascades(args: ConvertCascadesArgs) -> Result<()> {
+    use floodgate::evaluate::cascades::{convert, CascadeRules};
+    let Some(day_start_ms) = floodgate::time::parse_rfc3339_ms(&args.day) else {
+        bail!("--day {:?} is not an RFC 3339 time (e.g. 2026-03-02T00:00:00Z)", args.day);
+    };
+    let input: Box<dyn io::BufRead> = if args.path.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, File::open(&args.path).with_context(|| format!("cannot open {}", args.path.display()))?))
+    };
+    let sink: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let rules = CascadeRules { day_start_ms, max_age_ms: args.max_age, recipients: args.recipients, target: args.target };
+    let r = convert(input, BufWriter::new(sink), &rules).with_context(|| format!("converting {}", args.path.display()))?;
+    eprintln!(
+        "floodgate: {} cascades ({} without a root): {} sends, {} clicks written; dropped {} forwards (no addressee count), {} clicks over --max-age, {} before their root, {} malformed lines",
+        r.cascades, r.without_root, r.sends, r.clicks, r.forwards_dropped, r.too_late, r.before_root, r.malformed
+    );
     Ok(())
 }

@@ -30,7 +30,7 @@
 //! `P(k + 1) / P(k)`, so a count in the thousands costs a few hundred
 //! multiplications, not a `ln_gamma` per term.
 
-use super::gamma::ln_gamma;
+use super::gamma::{ln_gamma, Gamma};
 
 /// A predictive distribution of a count, given by its mean and variance.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -41,9 +41,18 @@ pub struct CountForecast {
     pub variance: f64,
 }
 
-/// The CDF of a [`CountForecast`] tabulated over the range holding its mass.
+/// Above this standard deviation (clicks) the count is treated as continuous:
+/// quantiles and CRPS come from the Gamma with the same mean and variance
+/// (a table would hold 20 × sd entries; at this scale a click more or less is
+/// far below the forecast's own error).
+pub const CONTINUOUS_SD: f64 = 500.0;
+
+/// The CDF of a [`CountForecast`] tabulated over the range holding its mass
+/// (or, for sd over [`CONTINUOUS_SD`], its Gamma approximation).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CountTable {
+    /// The moment-matched Gamma used instead of the table for large counts.
+    continuous: Option<Gamma>,
     /// First count tabulated (P(X < `first`) is below 1e-12 and taken as 0).
     first: u64,
     /// `cdf[i]` = P(X ≤ `first` + i); the last entry is 1 within 1e-12.
@@ -97,9 +106,12 @@ impl CountForecast {
     /// The CDF tabulated from where the mass starts to where it ends.
     pub fn table(&self) -> CountTable {
         if self.mean <= 0.0 {
-            return CountTable { first: 0, cdf: vec![1.0] };
+            return CountTable { continuous: None, first: 0, cdf: vec![1.0] };
         }
         let sd = self.sd();
+        if sd > CONTINUOUS_SD {
+            return CountTable { continuous: Some(Gamma::from_mean_sd(self.mean, sd)), first: 0, cdf: Vec::new() };
+        }
         let first = (self.mean - 10.0 * sd).floor().max(0.0) as u64;
         let mut cdf = Vec::with_capacity((20.0 * sd) as usize + 16);
         let mut p = self.ln_pmf(first).exp();
@@ -120,7 +132,7 @@ impl CountForecast {
         if let Some(last) = cdf.last_mut() {
             *last = 1.0;
         }
-        CountTable { first, cdf }
+        CountTable { continuous: None, first, cdf }
     }
 
     /// The q-quantile: the least k with P(X ≤ k) ≥ q.
@@ -137,6 +149,9 @@ impl CountForecast {
 impl CountTable {
     /// P(X ≤ k).
     pub fn cdf(&self, k: u64) -> f64 {
+        if let Some(g) = &self.continuous {
+            return g.cdf(k as f64 + 0.5);
+        }
         if k < self.first {
             return 0.0;
         }
@@ -145,13 +160,28 @@ impl CountTable {
 
     /// The least k with P(X ≤ k) ≥ q.
     pub fn quantile(&self, q: f64) -> f64 {
+        if let Some(g) = &self.continuous {
+            return g.quantile(q).round();
+        }
         let i = self.cdf.partition_point(|&c| c < q);
         (self.first + i.min(self.cdf.len().saturating_sub(1)) as u64) as f64
     }
 
     /// `Σ_{k ≥ 0} (F(k) − 1{k ≥ y})²`: terms below the table are (0 − 1)² for
     /// y ≤ k < first, terms above it (1 − 0)² for last < k < y.
+    ///
+    /// For the Gamma approximation, the closed form of the CRPS of a Gamma
+    /// (shape α, scale β) at y (Scheuerer & Möller 2015, Ann. Appl. Stat.
+    /// 9(3):1328–1349; R scoringRules `crps_gamma`):
+    /// `y(2F_α(y) − 1) − αβ(2F_{α+1}(y) − 1) − β / B(½, α)`.
     pub fn crps(&self, y: u64) -> f64 {
+        if let Some(g) = &self.continuous {
+            let (a, b, yf) = (g.shape, g.scale, y as f64);
+            let f1 = g.cdf(yf);
+            let f2 = Gamma { shape: a + 1.0, scale: b }.cdf(yf);
+            let ln_beta = ln_gamma(0.5) + ln_gamma(a) - ln_gamma(a + 0.5);
+            return yf * (2.0 * f1 - 1.0) - a * b * (2.0 * f2 - 1.0) - b / ln_beta.exp();
+        }
         let last = self.first + self.cdf.len() as u64 - 1;
         let below = self.first.saturating_sub(y) as f64;
         let above = y.saturating_sub(last + 1) as f64;
@@ -213,6 +243,20 @@ mod tests {
         assert!((g.crps(0) - 0.8).abs() < 1e-9, "{}", g.crps(0));
         // y = 1: F(0)² + Σ_{k≥1} q^{2k+2} = (1/3)² + q⁴/(1 − q²) = 1/9 + (16/81)/(5/9) = 1/9 + 16/45.
         assert!((g.crps(1) - (1.0 / 9.0 + 16.0 / 45.0)).abs() < 1e-9, "{}", g.crps(1));
+    }
+
+    #[test]
+    fn gamma_crps_matches_the_table_where_both_apply() {
+        // sd 400 (table) vs the same moments forced through the Gamma form.
+        let f = CountForecast::new(20_000.0, 160_000.0);
+        let t = f.table();
+        assert!(t.continuous.is_none());
+        let g = CountTable { continuous: Some(Gamma::from_mean_sd(f.mean, f.sd())), first: 0, cdf: Vec::new() };
+        for y in [19_000u64, 20_000, 21_500] {
+            let (a, b) = (t.crps(y), g.crps(y));
+            assert!((a - b).abs() < 0.01 * a.max(1.0) + 1.0, "y {y}: table {a} vs gamma {b}");
+        }
+        assert!((t.quantile(0.95) - g.quantile(0.95)).abs() <= 3.0);
     }
 
     #[test]

@@ -295,7 +295,7 @@ pub struct PlannerConfig {
     /// Requests per second one replica serves. Default 50.
     pub capacity_per_replica: f64,
     /// Spare capacity on top of the forecast (and of the observed rate, for
-    /// the reactive floor), as a fraction. Default 0.1.
+    /// the reactive floor), as a fraction. Default 0.25.
     pub headroom: f64,
     /// Request rate not caused by campaigns, always planned for. Default 0.
     pub baseline_rps: f64,
@@ -325,7 +325,7 @@ impl Default for PlannerConfig {
         PlannerConfig {
             requests_per_click: 10.0,
             capacity_per_replica: 50.0,
-            headroom: 0.1,
+            headroom: 0.25,
             baseline_rps: 0.0,
             min_replicas: 2,
             max_replicas: 200,

@@ -243,6 +243,8 @@ mod tests {
             min_replicas: 1,
             max_replicas: 100,
             cooldown: Duration(600_000),
+            startup: Duration(90_000),
+            quantile: 0.9,
         }
     }
 

@@ -400,7 +400,7 @@ fn sweep_section(s: &Sweep, out: &mut String) {
     out.push_str("<h2>Cost–overload frontier</h2>");
     let _ = write!(
         out,
-        r##"<p class="meta">Every setting of every policy on all targets{}: share of requests over capacity against replica-minutes relative to the <b>oracle</b> (perfect foresight: each minute exactly the replicas its requests need, asked start-up ahead — no plan holding one count per minute is cheaper at zero overload). Lines join each policy's frontier (settings no other setting of the same policy beats on both). Reactive at target utilisation 0.5–0.9, trend at 0.6–0.8, floodgate at the configured setting (ringed) and a grid of horizon × r_quantile × headroom.</p><p class="legend">"##,
+        r##"<p class="meta">Every setting of every policy on all targets{}: share of requests over capacity against replica-minutes relative to the <b>oracle</b> (perfect foresight: each minute exactly the replicas its requests need, asked start-up ahead — no plan holding one count per minute is cheaper at zero overload). Lines join each policy's frontier (settings no other setting of the same policy beats on both). Reactive at target utilisation 0.5–0.9, trend at 0.6–0.8, floodgate at the configured setting (ringed) and a grid of r_quantile × quantile × headroom (+ cooldowns), each with planner.startup set to the start-up modelled.</p><p class="legend">"##,
         if s.day { ", whole UTC days (<code>--day</code>)" } else { ", over the log's span" }
     );
     for p in POLICIES {

@@ -8,9 +8,10 @@
 //! ```text
 //! reactive   target utilisation 0.5 … 0.9          (REACTIVE_UTILISATIONS)
 //! trend      target utilisation 0.6, 0.7, 0.8      (TREND_UTILISATIONS)
-//! floodgate  the configuration as given, and a grid of forecast.horizon ×
-//!            forecast.r_quantile × planner.headroom (+ one short cooldown),
-//!            the engine re-run per setting           (floodgate_grid)
+//! floodgate  the configuration as given, and a grid of forecast.r_quantile ×
+//!            planner.quantile × planner.headroom (+ cooldowns), the engine
+//!            re-run per setting and start-up, with planner.startup set to
+//!            the start-up delay modelled             (floodgate_grid)
 //! oracle     perfect foresight (policy::oracle): the yardstick
 //! ```
 //!
@@ -41,13 +42,16 @@ pub const SAFE_OVERLOAD_PCT: f64 = 0.1;
 pub const ORACLE: &str = "oracle";
 
 /// The floodgate knobs a sweep varies (`forecast.horizon`,
-/// `forecast.r_quantile`, `planner.headroom`, `planner.cooldown`).
+/// `forecast.r_quantile`, `planner.quantile`, `planner.headroom`,
+/// `planner.cooldown`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct FloodgateKnobs {
     /// `forecast.horizon` (ms).
     pub horizon_ms: i64,
     /// `forecast.r_quantile`.
     pub r_quantile: f64,
+    /// `planner.quantile` (also set on every `[targets.*]` that overrides it).
+    pub quantile: f64,
     /// `planner.headroom` (also set on every `[targets.*]` that overrides it).
     pub headroom: f64,
     /// `planner.cooldown` (ms; also set on every `[targets.*]` that overrides it).
@@ -60,6 +64,7 @@ impl FloodgateKnobs {
         FloodgateKnobs {
             horizon_ms: cfg.forecast.horizon.ms(),
             r_quantile: cfg.forecast.r_quantile,
+            quantile: cfg.planner.quantile,
             headroom: cfg.planner.headroom,
             cooldown_ms: cfg.planner.cooldown.ms(),
         }
@@ -70,9 +75,13 @@ impl FloodgateKnobs {
         let mut c = cfg.clone();
         c.forecast.horizon = Duration(self.horizon_ms);
         c.forecast.r_quantile = self.r_quantile;
+        c.planner.quantile = self.quantile;
         c.planner.headroom = self.headroom;
         c.planner.cooldown = Duration(self.cooldown_ms);
         for t in c.targets.values_mut() {
+            if t.quantile.is_some() {
+                t.quantile = Some(self.quantile);
+            }
             if t.headroom.is_some() {
                 t.headroom = Some(self.headroom);
             }
@@ -83,12 +92,13 @@ impl FloodgateKnobs {
         c
     }
 
-    /// `horizon 30m, r_quantile 0.75, headroom 0.25, cooldown 10m`.
+    /// `horizon 30m, r_quantile 0.75, quantile 0.9, headroom 0.25, cooldown 10m`.
     pub fn label(&self) -> String {
         format!(
-            "horizon {}, r_quantile {}, headroom {}, cooldown {}",
+            "horizon {}, r_quantile {}, quantile {}, headroom {}, cooldown {}",
             format_duration_ms(self.horizon_ms),
             self.r_quantile,
+            self.quantile,
             self.headroom,
             format_duration_ms(self.cooldown_ms)
         )
@@ -96,20 +106,23 @@ impl FloodgateKnobs {
 }
 
 /// floodgate's settings in a sweep: the configured knobs first, then
-/// `forecast.horizon` ∈ {10m, 30m} × `forecast.r_quantile` ∈ {0.5, 0.75, 0.9}
-/// × `planner.headroom` ∈ {0, 0.25} at the configured cooldown, and the
-/// leanest of those with a 2 min cooldown (duplicates of the configured
-/// setting left out).
+/// `forecast.r_quantile` ∈ {0.5, 0.75} × `planner.quantile` ∈ {0.5, 0.9,
+/// 0.99} × `planner.headroom` ∈ {0, 0.1} at the configured horizon
+/// and cooldown, and the configured knobs with a cooldown of 2 and of 10 min
+/// (duplicates of the configured setting left out). The horizon is not
+/// varied: the time-phased plan reads the forecast only as far as each
+/// target's lead time.
 pub fn floodgate_grid(configured: FloodgateKnobs) -> Vec<FloodgateKnobs> {
     let mut out = vec![configured];
-    for horizon_ms in [600_000, 1_800_000] {
-        for r_quantile in [0.5, 0.75, 0.9] {
-            for headroom in [0.0, 0.25] {
-                out.push(FloodgateKnobs { horizon_ms, r_quantile, headroom, cooldown_ms: configured.cooldown_ms });
+    for r_quantile in [0.5, 0.75] {
+        for quantile in [0.5, 0.9, 0.99] {
+            for headroom in [0.0, 0.1] {
+                out.push(FloodgateKnobs { r_quantile, quantile, headroom, ..configured });
             }
         }
     }
-    out.push(FloodgateKnobs { horizon_ms: 600_000, r_quantile: 0.5, headroom: 0.0, cooldown_ms: 120_000 });
+    out.push(FloodgateKnobs { cooldown_ms: 120_000, ..configured });
+    out.push(FloodgateKnobs { cooldown_ms: 600_000, ..configured });
     let mut unique: Vec<FloodgateKnobs> = Vec::new();
     for k in out {
         if !unique.contains(&k) {
@@ -117,6 +130,19 @@ pub fn floodgate_grid(configured: FloodgateKnobs) -> Vec<FloodgateKnobs> {
         }
     }
     unique
+}
+
+/// `cfg` with `planner.startup` (and every `[targets.*]` override of it)
+/// set to `startup_ms`.
+pub fn with_startup(cfg: &Config, startup_ms: i64) -> Config {
+    let mut c = cfg.clone();
+    c.planner.startup = Duration(startup_ms);
+    for t in c.targets.values_mut() {
+        if t.startup.is_some() {
+            t.startup = Some(Duration(startup_ms));
+        }
+    }
+    c
 }
 
 /// One setting of one policy at one start-up delay, over all targets.
@@ -268,8 +294,11 @@ pub fn sweep(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Sweep, Backt
     }
     let configured = FloodgateKnobs::of(&cfg);
     for knobs in floodgate_grid(configured) {
-        let prep = if knobs == configured { base.clone() } else { prepare(log, Arc::new(knobs.apply(&cfg)))? };
+        let with_knobs = knobs.apply(&cfg);
         for frontier in &mut startups {
+            // A user whose replicas take this long to start says so
+            // (`planner.startup`): the engine plans that far ahead.
+            let prep = prepare(log, Arc::new(with_startup(&with_knobs, frontier.startup_ms)))?;
             let b = evaluate(&prep, &at(frontier.startup_ms, None))?;
             frontier.points.push(SweepPoint {
                 floodgate: Some(knobs),
@@ -312,11 +341,11 @@ pub fn text_table(s: &Sweep) -> String {
     let _ = writeln!(o, "\ncost–overload frontier, all targets{}", if s.day { " (whole days, --day)" } else { "" });
     for f in &s.startups {
         let _ = writeln!(o, "\nstart-up {}", format_duration_ms(f.startup_ms));
-        let _ = writeln!(o, "{:<10} {:<72} {:>9} {:>12} {:>9} {:>8}", "policy", "setting", "over %", "replica-m", "× oracle", "frontier");
+        let _ = writeln!(o, "{:<10} {:<84} {:>9} {:>12} {:>9} {:>8}", "policy", "setting", "over %", "replica-m", "× oracle", "frontier");
         for p in std::iter::once(&f.oracle).chain(&f.points) {
             let _ = writeln!(
                 o,
-                "{:<10} {:<72} {:>8.3}% {:>12.0} {:>8.2}× {:>8}",
+                "{:<10} {:<84} {:>8.3}% {:>12.0} {:>8.2}× {:>8}",
                 p.policy,
                 format!("{}{}", p.setting, if p.configured { " (configured)" } else { "" }),
                 p.overloaded_pct,

@@ -294,7 +294,8 @@ pub struct PlannerConfig {
     pub requests_per_click: f64,
     /// Requests per second one replica serves. Default 50.
     pub capacity_per_replica: f64,
-    /// Spare capacity on top of the forecast peak, as a fraction. Default 0.25.
+    /// Spare capacity on top of the forecast (and of the observed rate, for
+    /// the reactive floor), as a fraction. Default 0.25.
     pub headroom: f64,
     /// Request rate not caused by campaigns, always planned for. Default 0.
     pub baseline_rps: f64,
@@ -302,9 +303,21 @@ pub struct PlannerConfig {
     pub min_replicas: u32,
     /// Most replicas ever asked for. Default 200.
     pub max_replicas: u32,
-    /// A lower replica count is signalled only after the forecast has stayed
-    /// lower for this long (scale-up is immediate). Default `10m`.
+    /// A lower replica count is signalled only after the plan has stayed
+    /// lower for this long (scale-up is immediate). The time-phased plan
+    /// already holds replicas while the upper quantile of the forecast needs
+    /// them within the lead time; this only damps flapping. Default `0s`.
     pub cooldown: Duration,
+    /// Time from asking for a replica to its serving requests (scheduling,
+    /// image pull, start, readiness). Each replica is asked for this long,
+    /// plus the decision delay (`estimator.bin` + `estimator.allowed_lateness`),
+    /// before the forecast needs it. Default `90s`.
+    pub startup: Duration,
+    /// Predictive quantile of each future minute's demand the plan provides
+    /// for (0.5 … 0.999; the forecast path at `forecast.r_quantile` plus the
+    /// Poisson spread of the clicks, summed over the target's campaigns).
+    /// Default 0.9.
+    pub quantile: f64,
 }
 
 impl Default for PlannerConfig {
@@ -316,7 +329,9 @@ impl Default for PlannerConfig {
             baseline_rps: 0.0,
             min_replicas: 2,
             max_replicas: 200,
-            cooldown: Duration(600_000),
+            cooldown: Duration(0),
+            startup: Duration(90_000),
+            quantile: 0.9,
         }
     }
 }
@@ -339,6 +354,10 @@ pub struct TargetOverrides {
     pub max_replicas: Option<u32>,
     /// See `planner.cooldown`.
     pub cooldown: Option<Duration>,
+    /// See `planner.startup`.
+    pub startup: Option<Duration>,
+    /// See `planner.quantile`.
+    pub quantile: Option<f64>,
 }
 
 /// `[limits]`: bounded state under hostile input.
@@ -656,6 +675,8 @@ impl TargetOverrides {
             p.min_replicas = o.min_replicas.unwrap_or(p.min_replicas);
             p.max_replicas = o.max_replicas.unwrap_or(p.max_replicas);
             p.cooldown = o.cooldown.unwrap_or(p.cooldown);
+            p.startup = o.startup.unwrap_or(p.startup);
+            p.quantile = o.quantile.unwrap_or(p.quantile);
         }
         p
     }
@@ -730,6 +751,12 @@ fn planner(key: &str, p: &PlannerConfig) -> Result<(), ConfigError> {
     }
     if p.cooldown.ms() < 0 {
         return Err(invalid(&format!("{key}.cooldown"), "must not be negative"));
+    }
+    if p.startup.ms() < 0 {
+        return Err(invalid(&format!("{key}.startup"), "must not be negative"));
+    }
+    if !(p.quantile >= 0.5 && p.quantile <= 0.999) {
+        return Err(invalid(&format!("{key}.quantile"), "must be in [0.5, 0.999]"));
     }
     Ok(())
 }

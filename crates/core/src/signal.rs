@@ -170,10 +170,15 @@ pub struct ScaleAhead {
     pub desired_replicas: u32,
     /// What was asked for before.
     pub previous_replicas: u32,
-    /// Forecast peak request rate within the horizon (all campaigns + baseline).
+    /// Highest forecast request rate, at the planner's `quantile`, of any
+    /// minute within `horizon_s` (all campaigns + baseline).
     pub forecast_rps: f64,
-    /// Forecast horizon, seconds.
+    /// How far ahead the plan provides, seconds: the target's lead time
+    /// (`startup` + decision delay + one bin; see `engine::planner`).
     pub horizon_s: f64,
+    /// Replicas the target's observed request rate needs now (the reactive
+    /// floor: the plan is never below it).
+    pub floor_replicas: u32,
     /// Why.
     pub reason: ScaleReason,
     /// The campaigns driving the forecast, largest first (at most 10).

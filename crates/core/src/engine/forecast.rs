@@ -18,7 +18,9 @@
 //!    `forecast.r_quantile` quantile of the campaign's current posterior —
 //!    a cautious value, since under-provisioning costs more than idle pods.
 //!
-//! The planner uses the *peak* per-bin rate over the horizon.
+//! [`project`] writes the per-bin click rate of the horizon into a path (the
+//! planner's time-phased plan reads the bins it has to be ready for) and
+//! returns its peak (shown per campaign in views and signals).
 
 use super::gamma::Gamma;
 use super::predictive::CountForecast;
@@ -134,7 +136,11 @@ pub fn click_through(input: &ForecastInput<'_>, curve: &ResponseCurve) -> f64 {
 
 /// Projects the campaign's clicks over the horizon. `scratch` is reused
 /// between calls so the projection does not allocate in steady state.
-pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut Vec<f64>) -> Demand {
+/// `path` is cleared and receives the forecast click rate (clicks/s) of each
+/// bin of the horizon, the first being bin `last_bin + 1` (for a bin that
+/// has partly passed at `now_ms`, the rate over the part still to come).
+pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut Vec<f64>, path: &mut Vec<f64>) -> Demand {
+    path.clear();
     let ctr = click_through(input, curve);
     let h = input.horizon_bins;
     let n_hist = input.history.len();
@@ -184,7 +190,9 @@ pub fn project(input: &ForecastInput<'_>, curve: &ResponseCurve, scratch: &mut V
         scratch[t] = clicks;
         total += clicks;
         let covered_s = (end - from).max(1) as f64 / 1000.0;
-        peak = peak.max(if from > start { clicks / covered_s.min(bin_s) } else { clicks / bin_s });
+        let rate = if from > start { clicks / covered_s.min(bin_s) } else { clicks / bin_s };
+        path.push(rate);
+        peak = peak.max(rate);
     }
     Demand { peak_clicks_per_s: peak, clicks: total, click_through: ctr }
 }
@@ -459,7 +467,10 @@ mod tests {
         let sends = [SendRecord { ts_ms: 0, recipients: 20_000 }];
         let curve = ResponseCurve::new(1_800_000.0, 1_800_000.0);
         let mut scratch = Vec::new();
-        let d = project(&input(&sends, &[], &[]), &curve, &mut scratch);
+        let mut path = Vec::new();
+        let d = project(&input(&sends, &[], &[]), &curve, &mut scratch, &mut path);
+        assert_eq!(path.len(), 30);
+        assert!(path.windows(2).all(|w| w[1] < w[0]), "an exponential response falls bin by bin");
         // Exponential response (shape 1, mean 30 min): 30 min horizon holds
         // 1 − e^{−1} of the direct clicks; 20 000 × 0.05 × 0.632… = 632.1.
         let expect = 20_000.0 * 0.05 * (1.0 - (-1.0f64).exp());
@@ -527,7 +538,7 @@ mod tests {
         assert!((p.remaining - 20_000.0 * 0.05).abs() < 1e-6, "every direct click is still to come");
         // The planner's projection is the same mean path at the same R.
         let mut scratch = Vec::new();
-        assert!((project(&inp, &curve, &mut scratch).clicks - f.mean).abs() < 1e-9);
+        assert!((project(&inp, &curve, &mut scratch, &mut Vec::new()).clicks - f.mean).abs() < 1e-9);
     }
 
     #[test]
@@ -542,8 +553,10 @@ mod tests {
         inp.horizon_bins = 3;
         let curve = ResponseCurve::new(1_800_000.0, 1_800_000.0);
         let mut scratch = Vec::new();
-        let d = project(&inp, &curve, &mut scratch);
+        let mut path = Vec::new();
+        let d = project(&inp, &curve, &mut scratch, &mut path);
         assert!((d.clicks - (200.0 + 400.0 + 800.0)).abs() < 1e-9);
+        assert_eq!(path, vec![200.0 / 60.0, 400.0 / 60.0, 800.0 / 60.0], "the path is each bin's rate");
         assert!((d.peak_clicks_per_s - 800.0 / 60.0).abs() < 1e-9);
     }
 }

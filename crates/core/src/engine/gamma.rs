@@ -321,8 +321,9 @@ impl Gamma {
 }
 
 /// Standard normal quantile (Acklam's rational approximation, ~1e-9
-/// relative); only a starting value for [`Gamma::quantile`].
-fn normal_quantile(p: f64) -> f64 {
+/// relative): a starting value for [`Gamma::quantile`], and the planner's
+/// predictive quantile of demand.
+pub(crate) fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 6] =
         [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383_577_518_672_69e2, -3.066479806614716e1, 2.506628277459239];
     const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];

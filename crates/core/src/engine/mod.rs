@@ -41,6 +41,7 @@ pub mod predictive;
 pub mod renewal;
 pub mod window;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -59,7 +60,7 @@ use detector::Transition;
 use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
 use lineage::ForwardModel;
-use planner::{DemandRecord, TargetPlanner};
+use planner::{DemandRecord, PlanTiming, TargetPlanner};
 use renewal::Prior;
 use window::bin_of;
 
@@ -187,6 +188,9 @@ struct Target {
     planner: TargetPlanner,
     /// Clicks counted for this target.
     clicks: u64,
+    /// Its clicks per bin not yet final (bin → clicks): each bin's count
+    /// goes to the planner's reactive floor when the bin is stepped.
+    open_bin_clicks: BTreeMap<i64, u64>,
 }
 
 /// The engine. See the module documentation.
@@ -223,6 +227,8 @@ pub struct Engine {
     work: Vec<Pending>,
     scratch: Vec<f64>,
     history: Vec<f64>,
+    /// The last forecast's per-bin click rates (reused between forecasts).
+    path: Vec<f64>,
     /// The last bin stepped by [`Engine::advance_detect`], whose forecasts
     /// and plans [`Engine::advance_plan`] has not made yet.
     plan_pending: Option<i64>,
@@ -265,7 +271,11 @@ impl Engine {
         };
         let window_bins = i64::from(cfg.window_in_bins());
         let lineage_bins = i64::from(cfg.lineage_window_in_bins());
-        let horizon_bins = (cfg.forecast.horizon.ms() / bin_ms).max(1) as usize;
+        // The forecast covers at least the longest lead of any target (a
+        // time-phased plan reads the path that far ahead).
+        let startup_ms = cfg.targets.values().filter_map(|o| o.startup).map(|d| d.ms()).fold(cfg.planner.startup.ms(), i64::max);
+        let lead_bins = (startup_ms + e.allowed_lateness.ms() + bin_ms + bin_ms - 1) / bin_ms + 1;
+        let horizon_bins = (cfg.forecast.horizon.ms() / bin_ms).max(lead_bins).max(1) as usize;
         let cooldown_bins = cfg.planner.cooldown.ms() / bin_ms + 1;
         let keep_active_bins = window_bins.max(lineage_bins).max(gi.len() as i64) + horizon_bins as i64 + cooldown_bins;
         let curve = ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64);
@@ -298,6 +308,7 @@ impl Engine {
             work: Vec::new(),
             scratch: Vec::new(),
             history: Vec::new(),
+            path: Vec::new(),
             plan_pending: None,
             stepped: Vec::new(),
             deferred: Vec::new(),
@@ -447,7 +458,9 @@ impl Engine {
         }
         if let Some(t) = self.campaign_mut(slot).target {
             if ev.kind == EventKind::Click {
-                self.targets[t as usize].clicks += 1;
+                let target = &mut self.targets[t as usize];
+                target.clicks += 1;
+                *target.open_bin_clicks.entry(bin).or_insert(0) += 1;
             }
         }
         self.stats.accepted += 1;
@@ -692,8 +705,9 @@ impl Engine {
         if let Some(&t) = self.target_index.get(name) {
             return t;
         }
-        let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name));
-        self.targets.push(Target { planner, clicks: 0 });
+        let timing = PlanTiming { bin_ms: self.bin_ms, decision_delay_ms: self.cfg.estimator.allowed_lateness.ms() };
+        let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name), timing);
+        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new() });
         let t = (self.targets.len() - 1) as u32;
         self.target_index.insert(Box::from(name), t);
         t
@@ -751,9 +765,21 @@ impl Engine {
             }
         }
         (self.deferred, self.deferred_slots) = (deferred, slots);
-        let horizon_s = self.cfg.forecast.horizon.secs_f64();
         for t in &mut self.targets {
-            t.planner.plan(time_ms, ScaleReason::Forecast, horizon_s, out);
+            // Bins up to `b` are final: `b`'s clicks feed the reactive floor
+            // (earlier bins, not stepped while nothing was active, are gone).
+            let mut clicks = 0;
+            while let Some(entry) = t.open_bin_clicks.first_entry() {
+                if *entry.key() > b {
+                    break;
+                }
+                let (bin, n) = entry.remove_entry();
+                if bin == b {
+                    clicks = n;
+                }
+            }
+            t.planner.observe(clicks);
+            t.planner.plan(time_ms, ScaleReason::Forecast, out);
         }
     }
 
@@ -924,7 +950,7 @@ impl Engine {
             click_through: self.cfg.forecast.click_through,
             click_through_weight: self.cfg.forecast.click_through_weight,
         };
-        forecast::project(&input, &self.curve, &mut self.scratch)
+        forecast::project(&input, &self.curve, &mut self.scratch, &mut self.path)
     }
 
     /// The estimate whose posterior of R a forecast projects pass-along
@@ -975,7 +1001,7 @@ impl Engine {
     fn forecast(&mut self, slot: u32, b: i64, time_ms: i64) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let d = self.campaign_demand(slot, b, time_ms);
-        self.record_demand(slot, t, d, time_ms);
+        self.record_demand(slot, t, d, time_ms, (b + 1) * self.bin_ms);
     }
 
     /// A send: the campaign's forecast now, and its target's plan (always
@@ -984,18 +1010,23 @@ impl Engine {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let last_bin = bin_of(ts_ms, self.bin_ms) - 1;
         let d = self.campaign_demand(slot, last_bin, ts_ms);
-        self.record_demand(slot, t, d, ts_ms);
-        let horizon_s = self.cfg.forecast.horizon.secs_f64();
-        self.targets[t as usize].planner.plan(ts_ms, ScaleReason::Send, horizon_s, out);
+        self.record_demand(slot, t, d, ts_ms, (last_bin + 1) * self.bin_ms);
+        self.targets[t as usize].planner.plan(ts_ms, ScaleReason::Send, out);
     }
 
-    /// Stores a campaign's new demand and gives its target's planner the record.
-    fn record_demand(&mut self, slot: u32, t: u32, d: Demand, time_ms: i64) {
+    /// Stores a campaign's new demand and gives its target's planner the
+    /// record, with the forecast path (`self.path`, starting with the bin
+    /// that starts at `path_start_ms`) in requests/s.
+    fn record_demand(&mut self, slot: u32, t: u32, d: Demand, time_ms: i64, path_start_ms: i64) {
         let target = &mut self.targets[t as usize].planner;
         let c = slot_mut(&mut self.campaigns, slot);
         c.demand = d;
-        c.demand_rps = d.peak_clicks_per_s * target.config().requests_per_click;
-        target.record(demand_record(c, time_ms));
+        let rpc = target.config().requests_per_click;
+        c.demand_rps = d.peak_clicks_per_s * rpc;
+        let mut record = demand_record(c, time_ms);
+        record.path_start_ms = path_start_ms;
+        record.path_rps = self.path.iter().map(|clicks_per_s| clicks_per_s * rpc).collect();
+        target.record(record);
     }
 
     /// Counts signals in the stats (the driver calls this for what it emits).
@@ -1016,9 +1047,17 @@ impl Engine {
     }
 }
 
-/// What the planner of `c`'s target needs of it at `time_ms`.
+/// What the planner of `c`'s target needs of it at `time_ms`, with an empty
+/// forecast path (the caller adds the path of a forecast).
 fn demand_record(c: &Campaign, time_ms: i64) -> DemandRecord {
-    DemandRecord { campaign: c.name.clone(), time_ms, forecast_rps: c.demand_rps, r_mean: c.last.map(|e| e.posterior.mean()) }
+    DemandRecord {
+        campaign: c.name.clone(),
+        time_ms,
+        forecast_rps: c.demand_rps,
+        r_mean: c.last.map(|e| e.posterior.mean()),
+        path_start_ms: time_ms,
+        path_rps: Vec::new(),
+    }
 }
 
 /// Λ_t = Σ_{s=1}^{K} w_s I_{t−s} (Cori et al. 2013, eq. 1; I = local +

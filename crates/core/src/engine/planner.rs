@@ -1,9 +1,33 @@
-//! Forecast → desired replicas for one target service.
+//! Forecast → desired replicas for one target service: a time-phased plan.
 //!
 //! ```text
-//! rps      = peak forecast clicks/s × requests_per_click + baseline_rps
-//! desired  = clamp(ceil(rps × (1 + headroom) / capacity_per_replica), min_replicas, max_replicas)
+//! demand(m) = Σ_c mean_c(m) + z_q · sqrt(Σ_c requests_per_click · mean_c(m) / bin_s) + baseline_rps
+//! ready(m)  = replicas_for(demand(m))     replicas that must be serving in minute m
+//! floor     = replicas_for(observed + baseline_rps)
+//! request   = max(floor, max of ready(m) over the minutes m of the window)
+//! window    = [acted, next bin end + allowed_lateness + startup)   (PlanWindow)
+//! acted     = now (a send) or now + allowed_lateness (a bin's forecast)
+//! replicas_for(rps) = clamp(ceil(rps × (1 + headroom) / capacity_per_replica), min_replicas, max_replicas)
 //! ```
+//!
+//! `mean_c(m)` is campaign `c`'s forecast requests/s in future bin `m` (its
+//! click path at `forecast.r_quantile` × `requests_per_click`), `z_q` the
+//! standard normal quantile of `planner.quantile`: the sum of the campaigns'
+//! paths plus the Poisson spread of their clicks. A bin's decision is acted
+//! on when the watermark makes the bin final (`allowed_lateness` after its
+//! end; a send's at once); the minutes before that were provided for by
+//! earlier decisions. The next decision is acted on one bin later and its
+//! replicas serve `startup` after that, so this one must cover every minute
+//! until then — and no further: the forecast peak of the rest of the horizon
+//! is asked for when it comes within reach. When the forecast falls, the
+//! plan falls with it, as soon as no minute of the window needs the higher
+//! count at the quantile (the cooldown then only damps flapping).
+//!
+//! `observed` is the highest request rate of the target's last
+//! [`FLOOR_BINS`] final bins (its clicks × `requests_per_click`): the
+//! **reactive floor**. The plan never goes below what the target is visibly
+//! serving, whether or not its campaigns are still forecast (a long tail of
+//! a forgotten campaign, a forecast that is wrong).
 //!
 //! Scaling up takes effect at once. Scaling down is *stabilised* the way the
 //! Kubernetes HPA does it: the replica count applied is the maximum desired
@@ -26,7 +50,12 @@ use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::PlannerConfig;
+use crate::engine::gamma::normal_quantile;
 use crate::signal::{CampaignDemand, ScaleAhead, ScaleReason, Signal};
+
+/// The reactive floor looks at the request rate of this many of the
+/// target's latest final bins (the highest of them).
+pub const FLOOR_BINS: usize = 3;
 
 /// Rises of at most this fraction of the current count are not applied
 /// (Kubernetes' HPA uses the same 10 % default tolerance).
@@ -76,7 +105,13 @@ impl Planner {
     /// Feeds the forecast peak requests/s at event time `now_ms` (including
     /// the baseline). Returns the change, if the applied count moves.
     pub fn plan(&mut self, now_ms: i64, rps: f64) -> Option<Change> {
-        let want = replicas_for(&self.cfg, rps);
+        self.plan_replicas(now_ms, replicas_for(&self.cfg, rps))
+    }
+
+    /// Feeds the replicas wanted at event time `now_ms` (already within
+    /// `[min_replicas, max_replicas]`). Returns the change, if the applied
+    /// count moves.
+    pub fn plan_replicas(&mut self, now_ms: i64, want: u32) -> Option<Change> {
         let horizon = now_ms - self.cfg.cooldown.ms();
         while self.recent.front().is_some_and(|&(t, _)| t <= horizon) {
             self.recent.pop_front();
@@ -121,6 +156,12 @@ pub struct DemandRecord {
     pub forecast_rps: f64,
     /// Posterior mean of its R, if estimated (shown in `scale_ahead`).
     pub r_mean: Option<f64>,
+    /// Event time (ms) at which the bin of `path_rps[0]` starts.
+    pub path_start_ms: i64,
+    /// Its forecast requests/s in each bin of the horizon from
+    /// `path_start_ms` on (baseline not included); empty before its first
+    /// forecast.
+    pub path_rps: Vec<f64>,
 }
 
 /// The latest demand of one campaign of the target.
@@ -132,6 +173,40 @@ struct Member {
     forecast_rps: f64,
     /// Posterior mean of its R, if estimated.
     r_mean: Option<f64>,
+    /// Event time at which the bin of `path_rps[0]` starts.
+    path_start_ms: i64,
+    /// Its forecast requests/s per bin.
+    path_rps: Vec<f64>,
+}
+
+impl Member {
+    /// Its forecast requests/s in the bin starting at `bin_start_ms` (0
+    /// outside its path).
+    fn rps_at(&self, bin_start_ms: i64, bin_ms: i64) -> f64 {
+        let i = (bin_start_ms - self.path_start_ms).div_euclid(bin_ms);
+        usize::try_from(i).ok().and_then(|i| self.path_rps.get(i)).copied().unwrap_or(0.0)
+    }
+}
+
+/// When a target's decisions take effect, besides its own `startup`: what
+/// the pipeline adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanTiming {
+    /// Bin width (ms): forecast paths are per bin, and a bin's plan is
+    /// followed by the next one a bin later.
+    pub bin_ms: i64,
+    /// From the end of a bin to the moment its plan is acted on: the allowed
+    /// lateness (the watermark makes the bin final that much later).
+    pub decision_delay_ms: i64,
+}
+
+/// The event times a decision provides for: `[from_ms, until_ms)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanWindow {
+    /// When the decision is acted on.
+    pub from_ms: i64,
+    /// When the next decision's replicas are ready.
+    pub until_ms: i64,
 }
 
 /// At most this many campaigns are listed in a `scale_ahead`, largest first.
@@ -151,20 +226,91 @@ pub struct TargetPlanner {
     members: Vec<Member>,
     /// Index of each campaign in `members`.
     position: HashMap<Arc<str>, usize, foldhash::fast::FixedState>,
-    /// Forecast peak requests/s of the last plan (baseline included).
+    /// Forecast requests/s of the last plan (baseline included): the
+    /// highest demand at the quantile within the lead.
     forecast_rps: f64,
+    /// Bin width and decision delay.
+    timing: PlanTiming,
+    /// `z` of `planner.quantile` (standard normal quantile).
+    z: f64,
+    /// Request rate (requests/s, baseline not included) of the target's
+    /// latest final bins, newest last, at most [`FLOOR_BINS`].
+    observed_rps: VecDeque<f64>,
 }
 
 impl TargetPlanner {
     /// A target with no campaign yet, at `cfg.min_replicas`.
-    pub fn new(name: Arc<str>, cfg: PlannerConfig) -> TargetPlanner {
+    pub fn new(name: Arc<str>, cfg: PlannerConfig, timing: PlanTiming) -> TargetPlanner {
+        let z = normal_quantile(cfg.quantile.clamp(0.5, 0.999));
         TargetPlanner {
             name,
             planner: Planner::new(cfg),
             members: Vec::new(),
             position: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(3)),
             forecast_rps: 0.0,
+            timing,
+            z,
+            observed_rps: VecDeque::with_capacity(FLOOR_BINS + 1),
         }
+    }
+
+    /// How far ahead of its event time a decision must provide, at most
+    /// (ms): start-up plus decision delay plus one bin (until the next
+    /// decision). The engine's forecast horizon is at least this.
+    pub fn lead_ms(&self) -> i64 {
+        self.config().startup.ms() + self.timing.decision_delay_ms + self.timing.bin_ms
+    }
+
+    /// The minutes a decision made at event time `time_ms` has to provide
+    /// for: from the moment it is acted on (a send's at once, a forecast's
+    /// when the watermark makes its bin final, `decision_delay` later; the
+    /// minutes before that belong to earlier decisions) until the replicas
+    /// of the next decision are ready (the next bin's decision, acted on
+    /// `decision_delay` after that bin ends, plus `startup`).
+    pub fn window(&self, time_ms: i64, reason: ScaleReason) -> PlanWindow {
+        let delay = self.timing.decision_delay_ms;
+        let bin_ms = self.timing.bin_ms.max(1);
+        let acted_ms = match reason {
+            ScaleReason::Send => time_ms,
+            ScaleReason::Forecast => time_ms + delay,
+        };
+        let next_bin_end_ms = (time_ms.div_euclid(bin_ms) + 1) * bin_ms;
+        PlanWindow { from_ms: acted_ms, until_ms: next_bin_end_ms + delay + self.config().startup.ms() }
+    }
+
+    /// The target's clicks in a bin that just became final: its observed
+    /// request rate, for the reactive floor.
+    pub fn observe(&mut self, clicks: u64) {
+        let bin_s = self.timing.bin_ms as f64 / 1000.0;
+        if self.observed_rps.len() == FLOOR_BINS {
+            self.observed_rps.pop_front();
+        }
+        self.observed_rps.push_back(clicks as f64 * self.config().requests_per_click / bin_s);
+    }
+
+    /// Replicas the observed request rate needs now (the reactive floor).
+    pub fn floor_replicas(&self) -> u32 {
+        let observed = self.observed_rps.iter().copied().fold(0.0, f64::max);
+        replicas_for(self.config(), observed + self.config().baseline_rps)
+    }
+
+    /// The highest demand (requests/s, baseline included) at the planner's
+    /// quantile in any bin overlapping `window`.
+    pub fn window_demand_rps(&self, window: PlanWindow) -> f64 {
+        let cfg = self.config();
+        let bin_ms = self.timing.bin_ms.max(1);
+        let bin_s = bin_ms as f64 / 1000.0;
+        let mut bin_start = window.from_ms.div_euclid(bin_ms) * bin_ms;
+        let mut peak = 0.0f64;
+        while bin_start < window.until_ms {
+            let mean: f64 = self.members.iter().map(|m| m.rps_at(bin_start, bin_ms)).sum();
+            // Poisson clicks: a bin's clicks have variance = mean; in
+            // requests/s that is requests_per_click × mean_rps / bin_s.
+            let spread = self.z * (cfg.requests_per_click * mean / bin_s).max(0.0).sqrt();
+            peak = peak.max(mean + spread);
+            bin_start += bin_ms;
+        }
+        peak + cfg.baseline_rps
     }
 
     /// Target service.
@@ -195,10 +341,18 @@ impl TargetPlanner {
                 let m = &mut self.members[i];
                 m.forecast_rps = r.forecast_rps;
                 m.r_mean = r.r_mean;
+                m.path_start_ms = r.path_start_ms;
+                m.path_rps = r.path_rps;
             }
             None => {
                 self.position.insert(r.campaign.clone(), self.members.len());
-                self.members.push(Member { campaign: r.campaign, forecast_rps: r.forecast_rps, r_mean: r.r_mean });
+                self.members.push(Member {
+                    campaign: r.campaign,
+                    forecast_rps: r.forecast_rps,
+                    r_mean: r.r_mean,
+                    path_start_ms: r.path_start_ms,
+                    path_rps: r.path_rps,
+                });
             }
         }
     }
@@ -213,15 +367,17 @@ impl TargetPlanner {
         }
     }
 
-    /// Plans at event time `time_ms` from the campaigns' latest demand. A
-    /// forecast step emits `scale_ahead` only when the applied replica count
+    /// Plans at event time `time_ms` from the campaigns' latest demand and
+    /// the reactive floor (see the module documentation). A forecast step emits `scale_ahead` only when the applied replica count
     /// changes; a send always emits one (the plan made at send time, before
     /// the first click), even if the count stays.
-    pub fn plan(&mut self, time_ms: i64, reason: ScaleReason, horizon_s: f64, out: &mut Vec<Signal>) {
-        let campaign_rps: f64 = self.members.iter().map(|m| m.forecast_rps).sum();
-        let rps = campaign_rps + self.planner.config().baseline_rps;
+    pub fn plan(&mut self, time_ms: i64, reason: ScaleReason, out: &mut Vec<Signal>) {
+        let window = self.window(time_ms, reason);
+        let rps = self.window_demand_rps(window);
         self.forecast_rps = rps;
-        let change = match (self.planner.plan(time_ms, rps), reason) {
+        let floor = self.floor_replicas();
+        let want = replicas_for(self.config(), rps).max(floor);
+        let change = match (self.planner.plan_replicas(time_ms, want), reason) {
             (Some(change), _) => change,
             (None, ScaleReason::Send) => {
                 let n = self.planner.current();
@@ -243,7 +399,8 @@ impl TargetPlanner {
             desired_replicas: change.desired,
             previous_replicas: change.previous,
             forecast_rps: rps,
-            horizon_s,
+            horizon_s: (window.until_ms - time_ms) as f64 / 1000.0,
+            floor_replicas: floor,
             reason,
             campaigns,
         }));
@@ -264,6 +421,8 @@ mod tests {
             min_replicas: 2,
             max_replicas: 20,
             cooldown: Duration(600_000),
+            startup: Duration(90_000),
+            quantile: 0.9,
         }
     }
 
@@ -276,8 +435,16 @@ mod tests {
         assert_eq!(replicas_for(&cfg(), f64::INFINITY), 20);
     }
 
-    fn record(campaign: &str, forecast_rps: f64) -> DemandRecord {
-        DemandRecord { campaign: Arc::from(campaign), time_ms: 0, forecast_rps, r_mean: Some(1.2) }
+    /// A record of `campaign` whose path is `rps` in every minute of the horizon.
+    fn flat_record(campaign: &str, rps: f64) -> DemandRecord {
+        DemandRecord {
+            campaign: Arc::from(campaign),
+            time_ms: 0,
+            forecast_rps: rps,
+            r_mean: Some(1.2),
+            path_start_ms: 0,
+            path_rps: vec![rps; 30],
+        }
     }
 
     /// A target plans from the latest record of each campaign, whatever the
@@ -286,7 +453,7 @@ mod tests {
     #[test]
     fn target_planner_sums_the_latest_record_of_each_campaign() {
         let plan = |records: &[DemandRecord], removed: Option<&str>| {
-            let mut t = TargetPlanner::new(Arc::from("web"), cfg());
+            let mut t = TargetPlanner::new(Arc::from("web"), cfg(), TIMING);
             for r in records {
                 t.record(r.clone());
             }
@@ -294,24 +461,25 @@ mod tests {
                 t.remove(c);
             }
             let mut out = Vec::new();
-            t.plan(60_000, ScaleReason::Send, 1800.0, &mut out);
+            t.plan(60_000, ScaleReason::Send, &mut out);
             match out.as_slice() {
                 [Signal::ScaleAhead(s)] => s.clone(),
                 other => panic!("one scale_ahead expected, got {other:?}"),
             }
         };
-        let a = plan(&[record("a", 100.0), record("b", 200.0), record("a", 300.0), record("b", 50.0)], None);
-        let b = plan(&[record("a", 100.0), record("b", 200.0), record("b", 50.0), record("a", 300.0)], None);
-        assert_eq!(a, b);
-        assert_eq!(a.forecast_rps, 350.0);
-        // 350 × 1.25 / 50 = 8.75 → 9.
-        assert_eq!(a.desired_replicas, 9);
+        let r = flat_record;
+        let a = plan(&[r("a", 100.0), r("b", 200.0), r("a", 300.0), r("b", 50.0)], None);
+        let b = plan(&[r("a", 100.0), r("b", 200.0), r("b", 50.0), r("a", 300.0)], None);
+        assert_eq!(a, b, "arrival order does not matter");
+        assert_eq!(a, plan(&[r("a", 300.0), r("b", 50.0)], None), "only the latest record of a campaign counts");
+        assert!(a.forecast_rps >= 350.0, "the quantile is at least the summed mean: {}", a.forecast_rps);
         let names: Vec<&str> = a.campaigns.iter().map(|c| &*c.campaign).collect();
         assert_eq!(names, ["a", "b"]);
-        let without_a = plan(&[record("a", 300.0), record("b", 50.0)], Some("a"));
-        assert_eq!(without_a.forecast_rps, 50.0);
-        let json = serde_json::to_string(&record("a", 1.5)).expect("serialize");
-        assert_eq!(serde_json::from_str::<DemandRecord>(&json).expect("deserialize"), record("a", 1.5));
+        let without_a = plan(&[r("a", 300.0), r("b", 50.0)], Some("a"));
+        assert_eq!(without_a, plan(&[r("b", 50.0)], None), "a removed campaign no longer counts");
+        assert!(without_a.forecast_rps < a.forecast_rps);
+        let json = serde_json::to_string(&r("a", 1.5)).expect("serialize");
+        assert_eq!(serde_json::from_str::<DemandRecord>(&json).expect("deserialize"), r("a", 1.5));
     }
 
     #[test]
@@ -325,5 +493,103 @@ mod tests {
         // 12 → 13 is within the 10 % tolerance; 12 → 14 is not.
         assert_eq!(p.plan(720_000, 500.0), None);
         assert_eq!(p.plan(780_000, 540.0), Some(Change { previous: 12, desired: 14 }));
+    }
+
+    const TIMING: PlanTiming = PlanTiming { bin_ms: 60_000, decision_delay_ms: 300_000 };
+
+    /// A record of campaign `name` made at `time_ms`, whose path starts at
+    /// `time_ms` with the given requests/s per minute.
+    fn record(name: &str, time_ms: i64, path_rps: Vec<f64>) -> DemandRecord {
+        let forecast_rps = path_rps.iter().copied().fold(0.0, f64::max);
+        DemandRecord { campaign: Arc::from(name), time_ms, forecast_rps, r_mean: None, path_start_ms: time_ms, path_rps }
+    }
+
+    fn desired(out: &[Signal]) -> Option<u32> {
+        out.iter().rev().find_map(|s| match s {
+            Signal::ScaleAhead(a) => Some(a.desired_replicas),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn lead_is_startup_plus_decision_delay_plus_a_bin() {
+        let t = TargetPlanner::new(Arc::from("web"), cfg(), TIMING);
+        assert_eq!(t.lead_ms(), 90_000 + 300_000 + 60_000);
+        // A forecast at the end of minute 0 is acted on at 6:00 (5 min
+        // lateness); the next one at 7:00, whose replicas serve from 8:30.
+        assert_eq!(t.window(60_000, ScaleReason::Forecast), PlanWindow { from_ms: 360_000, until_ms: 510_000 });
+        // A send at 1:30 is acted on at once; the next decision is the same.
+        assert_eq!(t.window(90_000, ScaleReason::Send), PlanWindow { from_ms: 90_000, until_ms: 510_000 });
+    }
+
+    #[test]
+    fn a_peak_beyond_the_lead_is_asked_for_when_it_comes_within_reach() {
+        let mut t = TargetPlanner::new(Arc::from("web"), PlannerConfig { cooldown: Duration(0), ..cfg() }, TIMING);
+        // 10 quiet minutes (50 rps), then 10 minutes at 800 rps.
+        let path: Vec<f64> = (0..30).map(|m| if (10..20).contains(&m) { 800.0 } else { 50.0 }).collect();
+        t.record(record("c", 0, path));
+        let mut out = Vec::new();
+        t.plan(0, ScaleReason::Send, &mut out);
+        let quiet = desired(&out).expect("a send always signals");
+        // The send's window ends at 7:30: minute 10 is not yet within reach.
+        assert!(quiet <= 3, "the later peak is not bought 10 minutes early: {quiet}");
+        // The forecast at 3:00 is acted on at 8:00 and covers until 10:30.
+        t.plan(180_000, ScaleReason::Forecast, &mut out);
+        let ready = desired(&out).expect("scales up");
+        assert!(ready >= replicas_for(t.config(), 800.0), "{ready}");
+        // At minute 20 the wave is over and nothing later needs it: down at once.
+        out.clear();
+        t.plan(1_200_000, ScaleReason::Forecast, &mut out);
+        assert!(desired(&out).expect("scales down") < ready / 2);
+    }
+
+    #[test]
+    fn the_quantile_adds_the_poisson_spread() {
+        // 2 clicks/min (20 requests/min = 0.33 rps at 10 requests per click):
+        // the mean needs 1 replica of 50 rps; a bin of 6 clicks is not rare.
+        let at = |q: f64| {
+            let mut t = TargetPlanner::new(
+                Arc::from("web"),
+                PlannerConfig { quantile: q, capacity_per_replica: 1.0, min_replicas: 0, headroom: 0.0, ..cfg() },
+                TIMING,
+            );
+            t.record(record("c", 0, vec![20.0 / 60.0; 30]));
+            t.window_demand_rps(PlanWindow { from_ms: 0, until_ms: 60_000 })
+        };
+        let (median, upper) = (at(0.5), at(0.99));
+        assert!((median - 20.0 / 60.0).abs() < 1e-9, "the median is the mean path: {median}");
+        // σ in requests/s = sqrt(10 × 0.333 / 60) = 0.2357; z(0.99) = 2.326.
+        assert!((upper - (20.0 / 60.0 + 2.326 * (10.0 * (20.0 / 60.0) / 60.0f64).sqrt())).abs() < 1e-3, "{upper}");
+    }
+
+    #[test]
+    fn campaign_paths_add_up_bin_by_bin_aligned_on_event_time() {
+        let mut t = TargetPlanner::new(Arc::from("web"), PlannerConfig { quantile: 0.5, ..cfg() }, TIMING);
+        // Campaign a forecast at minute 0, b at minute 2: b's path[0] is a's path[2].
+        t.record(record("a", 0, vec![100.0, 100.0, 300.0, 0.0]));
+        t.record(record("b", 120_000, vec![200.0, 0.0]));
+        assert!((t.window_demand_rps(PlanWindow { from_ms: 120_000, until_ms: 180_000 }) - 500.0).abs() < 1e-9);
+        t.remove("a");
+        assert!((t.window_demand_rps(PlanWindow { from_ms: 120_000, until_ms: 180_000 }) - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_observed_rate_floors_the_plan_after_the_campaigns_are_gone() {
+        let mut t = TargetPlanner::new(Arc::from("web"), PlannerConfig { cooldown: Duration(0), ..cfg() }, TIMING);
+        let mut out = Vec::new();
+        t.record(record("c", 0, vec![0.0; 30]));
+        t.remove("c");
+        // 600 clicks in the last minute = 100 rps × 1.25 / 50 → 3 replicas.
+        t.observe(600);
+        t.plan(60_000, ScaleReason::Forecast, &mut out);
+        assert_eq!(desired(&out), Some(3));
+        assert_eq!(t.floor_replicas(), 3);
+        // The highest of the last FLOOR_BINS bins counts: two quiet bins keep it.
+        for _ in 1..FLOOR_BINS {
+            t.observe(0);
+            assert_eq!(t.floor_replicas(), 3);
+        }
+        t.observe(0);
+        assert_eq!(t.floor_replicas(), 2, "back to min_replicas once the busy bin is out of the floor's bins");
     }
 }

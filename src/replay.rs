@@ -17,6 +17,9 @@ use crate::ingest::{Ingest, LinePosition, Outcomes, Pushed};
 use crate::signal::Signal;
 
 pub use crate::ingest::LineError;
+pub use parallel::{replay_threads, replay_threads_into};
+
+mod parallel;
 
 /// What a replay did, as written by `--stats`.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -90,14 +93,7 @@ pub fn replay<R: BufRead>(
 
 /// [`replay`] with a [`ReplaySink`].
 pub fn replay_into<R: BufRead>(mut input: R, engine: &mut Engine, sink: &mut impl ReplaySink) -> io::Result<ReplayReport> {
-    let mut d = Driver {
-        ingest: Ingest::new(engine.config()),
-        engine,
-        tally: Tally { report: ReplayReport::default(), sink },
-        out: Vec::new(),
-        line_no: 0,
-        offset: 0,
-    };
+    let mut d = Driver::new(engine, sink);
     // The start of a line whose end is not in the buffer yet.
     let mut carry: Vec<u8> = Vec::new();
     loop {
@@ -127,6 +123,24 @@ pub fn replay_into<R: BufRead>(mut input: R, engine: &mut Engine, sink: &mut imp
         }
     }
     d.finish()
+}
+
+/// The record of a line: the line without its terminator (`\n`, `\r\n`),
+/// or `None` for a blank line (skipped, not counted).
+fn record_of(raw: &[u8]) -> Option<&[u8]> {
+    let mut line = raw;
+    while let Some((&last, rest)) = line.split_last() {
+        if last == b'\n' || last == b'\r' {
+            line = rest;
+        } else {
+            break;
+        }
+    }
+    if line.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(line)
+    }
 }
 
 /// The state of one replay between lines.
@@ -165,25 +179,50 @@ impl<K: ReplaySink> Outcomes<LinePosition> for Tally<'_, K> {
     }
 }
 
-impl<K: ReplaySink> Driver<'_, '_, K> {
+impl<'e, 's, K: ReplaySink> Driver<'e, 's, K> {
+    /// A replay into `engine`, results to `sink`, before the first line.
+    fn new(engine: &'e mut Engine, sink: &'s mut K) -> Self {
+        Driver {
+            ingest: Ingest::new(engine.config()),
+            engine,
+            tally: Tally { report: ReplayReport::default(), sink },
+            out: Vec::new(),
+            line_no: 0,
+            offset: 0,
+        }
+    }
+
     /// One line, with its terminator if it has one.
     fn line(&mut self, raw: &[u8]) -> io::Result<()> {
+        let at = self.next_position(raw.len());
+        let Some(record) = record_of(raw) else { return Ok(()) };
+        self.tally.report.lines += 1;
+        let pushed = self.ingest.push(self.engine, record, at, &mut self.out, &mut self.tally);
+        self.after_push(pushed)
+    }
+
+    /// One line whose record (if any: `decoded` is `None` for a blank line)
+    /// was decoded by a worker thread ([`replay_threads_into`]).
+    fn decoded_line(&mut self, raw: &[u8], decoded: Option<Result<Event<'_>, Rejection>>) -> io::Result<()> {
+        let at = self.next_position(raw.len());
+        let (Some(record), Some(decoded)) = (record_of(raw), decoded) else { return Ok(()) };
+        self.tally.report.lines += 1;
+        let pushed = self.ingest.push_decoded(self.engine, record, decoded, at, &mut self.out, &mut self.tally);
+        self.after_push(pushed)
+    }
+
+    /// The position of the next line, `len` bytes long with its terminator.
+    fn next_position(&mut self, len: usize) -> LinePosition {
         self.line_no += 1;
         let at = LinePosition { line: self.line_no, offset: self.offset };
-        self.offset += raw.len() as u64;
-        let mut line = raw;
-        while let Some((&last, rest)) = line.split_last() {
-            if last == b'\n' || last == b'\r' {
-                line = rest;
-            } else {
-                break;
-            }
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
-        }
-        self.tally.report.lines += 1;
-        if self.ingest.push(self.engine, line, at, &mut self.out, &mut self.tally) == Pushed::Held {
+        self.offset += len as u64;
+        at
+    }
+
+    /// After a record went through the ingest step: hands on the first half
+    /// of the bin step, makes the second half, hands that on.
+    fn after_push(&mut self, pushed: Pushed) -> io::Result<()> {
+        if pushed == Pushed::Held {
             return Ok(());
         }
         // Onsets are handed on before the bin's capacity forecasts are made.

@@ -58,7 +58,7 @@ use crate::decode::RejectReason;
 use crate::engine::{Applied, Engine, EngineConfigError};
 use crate::event::{Event, EventKind};
 use crate::ingest::LinePosition;
-use crate::replay::{replay_into, LineError, ReplaySink};
+use crate::replay::{replay_threads_into, LineError, ReplaySink};
 use crate::signal::{ScaleReason, Signal};
 use crate::time::rfc3339;
 
@@ -451,8 +451,10 @@ pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> 
     // 1. One pass through the ingest step: the engine's signals, and the
     // traffic it took.
     let mut pass = Pass::default();
-    // Reading from a slice cannot fail, and neither does this sink.
-    let report = replay_into(log, &mut engine, &mut pass).unwrap_or_default();
+    // Reading from a slice cannot fail, and neither does this sink. Lines
+    // are decoded on every core, as `replay --threads` does (same output).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let report = replay_threads_into(log, &mut engine, &mut pass, threads).unwrap_or_default();
     let Pass { mut input, camps, signals } = pass;
     input.lines = report.lines;
     let times = camps.values().flat_map(|c| c.clicks.iter().map(|&(t, _)| t).chain(c.send_ms));

@@ -132,47 +132,61 @@ impl<P> Ingest<P> {
     /// appended to `out`; outcomes (of the held record too, if this one
     /// decided about it) go to `outcomes`.
     pub fn push(&mut self, engine: &mut Engine, bytes: &[u8], at: P, out: &mut Vec<Signal>, outcomes: &mut impl Outcomes<P>) -> Pushed {
-        if bytes.len() > self.max_event_bytes {
-            let r = Rejection::new(
-                RejectReason::TooLarge,
-                format!("{} bytes is over limits.max_event_bytes ({})", bytes.len(), self.max_event_bytes),
-            );
-            outcomes.rejected(&at, bytes, r);
-        } else {
-            match decode(bytes) {
-                Err(r) => outcomes.rejected(&at, bytes, r),
-                Ok(ev) => match engine.apply_event(&ev, out) {
-                    Ok(applied) => {
-                        if let Some(h) = self.held.take() {
+        let decoded = decode_record(bytes, self.max_event_bytes);
+        self.push_decoded(engine, bytes, decoded, at, out, outcomes)
+    }
+
+    /// [`Ingest::push`] for a driver that ran steps 1 and 2 (size and decode,
+    /// [`decode_record`]) itself, e.g. on other threads, as `replay
+    /// --threads` does: `decoded` must be `decode_record(bytes,
+    /// limits.max_event_bytes)`. Everything after decoding is the same.
+    pub fn push_decoded(
+        &mut self,
+        engine: &mut Engine,
+        bytes: &[u8],
+        decoded: Result<Event<'_>, Rejection>,
+        at: P,
+        out: &mut Vec<Signal>,
+        outcomes: &mut impl Outcomes<P>,
+    ) -> Pushed {
+        match decoded {
+            Err(r) => outcomes.rejected(&at, bytes, r),
+            Ok(ev) => match engine.apply_event(&ev, out) {
+                Ok(applied) => {
+                    if let Some(h) = self.held.take() {
+                        reject_held(h, outcomes);
+                    }
+                    outcomes.applied(&at, &ev, applied);
+                }
+                Err(refused) => match self.held.take() {
+                    Some(h) if (ev.ts_ms - h.ts_ms).abs() <= self.max_future_ms => {
+                        // Two events agree: time really jumped.
+                        engine.accept_jump(h.ts_ms.min(ev.ts_ms));
+                        apply_held(h, engine, out, outcomes);
+                        match engine.apply_event(&ev, out) {
+                            Ok(applied) => outcomes.applied(&at, &ev, applied),
+                            Err(refused) => outcomes.rejected(&at, bytes, far_ahead(refused)),
+                        }
+                    }
+                    earlier => {
+                        if let Some(h) = earlier {
                             reject_held(h, outcomes);
                         }
-                        outcomes.applied(&at, &ev, applied);
+                        self.held = Some(Held { bytes: bytes.to_vec(), at, ts_ms: ev.ts_ms, refused });
+                        return Pushed::Held;
                     }
-                    Err(refused) => match self.held.take() {
-                        Some(h) if (ev.ts_ms - h.ts_ms).abs() <= self.max_future_ms => {
-                            // Two events agree: time really jumped.
-                            engine.accept_jump(h.ts_ms.min(ev.ts_ms));
-                            apply_held(h, engine, out, outcomes);
-                            match engine.apply_event(&ev, out) {
-                                Ok(applied) => outcomes.applied(&at, &ev, applied),
-                                Err(refused) => outcomes.rejected(&at, bytes, far_ahead(refused)),
-                            }
-                        }
-                        earlier => {
-                            if let Some(h) = earlier {
-                                reject_held(h, outcomes);
-                            }
-                            self.held = Some(Held { bytes: bytes.to_vec(), at, ts_ms: ev.ts_ms, refused });
-                            return Pushed::Held;
-                        }
-                    },
                 },
-            }
+            },
         }
         if let Some(wm) = engine.natural_watermark() {
             engine.advance_detect(wm, out);
         }
         Pushed::Decided
+    }
+
+    /// `limits.max_event_bytes`, for drivers calling [`decode_record`].
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     /// The second half of the bin step [`Ingest::push`] began: the forecasts,
@@ -199,6 +213,19 @@ impl<P> Ingest<P> {
         }
         engine.flush(out);
     }
+}
+
+/// Steps 1 and 2 of the ingest step: the size limit, then the decoder. The
+/// one place of the `too_large` rule; pure, so drivers may run it on other
+/// threads and hand the result to [`Ingest::push_decoded`].
+pub fn decode_record(bytes: &[u8], max_event_bytes: usize) -> Result<Event<'_>, Rejection> {
+    if bytes.len() > max_event_bytes {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("{} bytes is over limits.max_event_bytes ({})", bytes.len(), max_event_bytes),
+        ));
+    }
+    decode(bytes)
 }
 
 /// The held record, once the next event agreed that time jumped.

@@ -47,6 +47,10 @@ pub struct CountForecast {
 /// far below the forecast's own error).
 pub const CONTINUOUS_SD: f64 = 500.0;
 
+/// Most entries a table may have (a bound on memory and time whatever the
+/// moments; below [`CONTINUOUS_SD`] a table needs about 20 sd entries).
+const MAX_TABLE: usize = 1_000_000;
+
 /// The CDF of a [`CountForecast`] tabulated over the range holding its mass
 /// (or, for sd over [`CONTINUOUS_SD`], its Gamma approximation).
 #[derive(Clone, Debug, PartialEq)]
@@ -114,18 +118,24 @@ impl CountForecast {
         }
         let first = (self.mean - 10.0 * sd).floor().max(0.0) as u64;
         let mut cdf = Vec::with_capacity((20.0 * sd) as usize + 16);
-        let mut p = self.ln_pmf(first).exp();
+        // The walk is in log space: `first` lies 10 sd below the mean, where
+        // the pmf may be below f64's smallest number (exp underflows to 0,
+        // and a product of ratios would then stay 0 all the way).
+        let mut ln_p = self.ln_pmf(first);
         let mut total = 0.0;
         let mut k = first;
-        // Walk until the mass is all but 1e-12 and past the mean by 10 sd.
+        // Walk until past the mean by 10 sd and the mass is all but 1e-12,
+        // or the terms left are negligible (rounding may keep the sum a few
+        // 1e-13 short of 1).
         let last_at_least = (self.mean + 10.0 * sd).ceil() as u64 + 10;
         loop {
+            let p = ln_p.exp();
             total += p;
             cdf.push(total.min(1.0));
-            if (k >= last_at_least && 1.0 - total < 1e-12) || cdf.len() > 50_000_000 {
+            if (k >= last_at_least && (1.0 - total < 1e-12 || p < 1e-18)) || cdf.len() > MAX_TABLE {
                 break;
             }
-            p *= self.ratio(k);
+            ln_p += self.ratio(k).ln();
             k += 1;
         }
         // The mass below `first` (under 1e-12) and rounding: end at exactly 1.
@@ -267,5 +277,21 @@ mod tests {
         assert!((lo - (50_000.0 - 465.3)).abs() < 8.0, "{lo}");
         assert!((hi - (50_000.0 + 465.3)).abs() < 8.0, "{hi}");
         assert!(f.crps(50_000) < f.crps(51_000));
+    }
+
+    /// The table ends where the mass does, whatever the rounding of the
+    /// log-pmf it starts from (a sum kept a few 1e-12 short of 1 once made
+    /// the walk run to its cap: 50 M entries for one estimate).
+    #[test]
+    fn a_table_is_about_twenty_sd_long() {
+        for (mean, variance) in [(4_000.0, 9_000.0), (12_345.6, 20_000.0), (250.0, 250.0), (900.0, 200_000.0), (3.0, 40.0)] {
+            let f = CountForecast::new(mean, variance);
+            let t = f.table();
+            let bound = 40.0 * f.sd() + 100.0;
+            assert!((t.cdf.len() as f64) < bound, "mean {mean}, variance {variance}: {} entries", t.cdf.len());
+            assert_eq!(t.cdf.last().copied(), Some(1.0));
+            let (lo, hi) = (t.quantile(0.05), t.quantile(0.95));
+            assert!(lo < mean && mean < hi, "{lo} {mean} {hi}");
+        }
     }
 }

@@ -443,16 +443,44 @@ fn cmd_produce(args: ProduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// An NDJSON event log, whole: the file at `path`, or stdin for `-`.
+fn read_log(path: &std::path::Path) -> Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut log = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut log).context("reading stdin")?;
+        return Ok(log);
+    }
+    std::fs::read(path).with_context(|| format!("cannot open {} (give a path to an NDJSON event log, or `-` for stdin)", path.display()))
+}
+
+/// Writes a report's `--html` page and `--json` document, where asked for
+/// (JSON indented if `pretty`), and says where.
+fn write_reports(
+    html: Option<&std::path::Path>,
+    page: impl FnOnce() -> String,
+    json: Option<&std::path::Path>,
+    value: &impl serde::Serialize,
+    pretty: bool,
+) -> Result<()> {
+    if let Some(p) = html {
+        std::fs::write(p, page()).with_context(|| format!("cannot write --html {}", p.display()))?;
+        eprintln!("floodgate: wrote {}", p.display());
+    }
+    if let Some(p) = json {
+        let f = File::create(p).with_context(|| format!("cannot write --json {}", p.display()))?;
+        let mut w = BufWriter::new(f);
+        if pretty { serde_json::to_writer_pretty(&mut w, value) } else { serde_json::to_writer(&mut w, value) }
+            .with_context(|| format!("writing {}", p.display()))?;
+        w.flush()?;
+        eprintln!("floodgate: wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn cmd_backtest(args: BacktestArgs) -> Result<()> {
     use floodgate::backtest::{backtest, report, text_table, Model};
     let cfg = load_config(args.config.as_deref())?;
-    let mut log = Vec::new();
-    if args.path.as_os_str() == "-" {
-        io::Read::read_to_end(&mut io::stdin().lock(), &mut log).context("reading stdin")?;
-    } else {
-        log = std::fs::read(&args.path)
-            .with_context(|| format!("cannot open {} (give a path to an NDJSON event log, or `-` for stdin)", args.path.display()))?;
-    }
+    let log = read_log(&args.path)?;
     let model = Model {
         startup_ms: args.startup,
         metrics_delay_ms: args.metrics_delay,
@@ -469,17 +497,7 @@ fn cmd_backtest(args: BacktestArgs) -> Result<()> {
         print!("{}", floodgate::backtest::sweep::text_table(&s));
         b.sweep = Some(s);
     }
-    if let Some(p) = &args.html {
-        std::fs::write(p, report::html(&b)).with_context(|| format!("cannot write --html {}", p.display()))?;
-        eprintln!("floodgate: wrote {}", p.display());
-    }
-    if let Some(p) = &args.json {
-        let f = File::create(p).with_context(|| format!("cannot write --json {}", p.display()))?;
-        let mut w = BufWriter::new(f);
-        serde_json::to_writer_pretty(&mut w, &b).with_context(|| format!("writing {}", p.display()))?;
-        w.flush()?;
-        eprintln!("floodgate: wrote {}", p.display());
-    }
+    write_reports(args.html.as_deref(), || report::html(&b), args.json.as_deref(), &b, true)?;
     Ok(())
 }
 
@@ -487,29 +505,13 @@ fn cmd_evaluate(args: EvaluateArgs) -> Result<()> {
     use floodgate::evaluate::{evaluate, parse_horizons, report, text_table};
     let cfg = load_config(args.config.as_deref())?;
     let horizons = parse_horizons(&args.horizons)?;
-    let mut log = Vec::new();
-    if args.path.as_os_str() == "-" {
-        io::Read::read_to_end(&mut io::stdin().lock(), &mut log).context("reading stdin")?;
-    } else {
-        log = std::fs::read(&args.path)
-            .with_context(|| format!("cannot open {} (give a path to an NDJSON event log, or `-` for stdin)", args.path.display()))?;
-    }
+    let log = read_log(&args.path)?;
     let ev = evaluate(&log, cfg, &horizons).with_context(|| format!("evaluating {}", args.path.display()))?;
     print!("{}", text_table(&ev));
     for e in &ev.bad_input.examples {
         eprintln!("floodgate: {}: {e}", args.path.display());
     }
-    if let Some(p) = &args.html {
-        std::fs::write(p, report::html(&ev)).with_context(|| format!("cannot write --html {}", p.display()))?;
-        eprintln!("floodgate: wrote {}", p.display());
-    }
-    if let Some(p) = &args.json {
-        let f = File::create(p).with_context(|| format!("cannot write --json {}", p.display()))?;
-        let mut w = BufWriter::new(f);
-        serde_json::to_writer(&mut w, &ev).with_context(|| format!("writing {}", p.display()))?;
-        w.flush()?;
-        eprintln!("floodgate: wrote {}", p.display());
-    }
+    write_reports(args.html.as_deref(), || report::html(&ev), args.json.as_deref(), &ev, false)?;
     Ok(())
 }
 

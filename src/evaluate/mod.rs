@@ -445,16 +445,24 @@ fn linear_trend(truth: &Truth, t_ms: i64, bin_ms: i64, n: usize) -> f64 {
 fn linear_trend_remaining(truth: &Truth, t_ms: i64, bin_ms: i64) -> f64 {
     let n = (1_800_000 / bin_ms).max(2) as usize;
     let (a, slope) = least_squares(&per_bin(truth, t_ms, bin_ms, n));
+    remaining_on_line(a, slope, n)
+}
+
+/// Σ (a + slope·x) over x = n, n+1, … while the term is positive; ∞ if the
+/// line does not fall and is still positive at x = n.
+fn remaining_on_line(a: f64, slope: f64, n: usize) -> f64 {
     if slope >= 0.0 {
         return if a + slope * n as f64 > 0.0 { f64::INFINITY } else { 0.0 };
     }
-    let mut total = 0.0;
-    let mut x = n as f64;
-    while a + slope * x > 0.0 {
-        total += a + slope * x;
-        x += 1.0;
+    // Σ (a + slope·x) over x = n, n+1, … while the term is positive, in
+    // closed form: a nearly flat line would take ~a/|slope| steps to walk.
+    let first = n as f64;
+    let last = (-a / slope).ceil() - 1.0; // the last x with a + slope·x > 0
+    if last < first {
+        return 0.0;
     }
-    total
+    let terms = last - first + 1.0;
+    terms * a + slope * (first + last) * terms / 2.0
 }
 
 fn median(mut xs: Vec<f64>) -> Option<f64> {
@@ -846,6 +854,21 @@ mod tests {
             t.clicks_ms.extend(std::iter::repeat_n(bin * 60_000 + 5, n));
         }
         assert_eq!(linear_trend(&t, 180_000, 60_000, 3), 27.0);
+    }
+
+    #[test]
+    fn remaining_on_a_falling_line_is_summed_in_closed_form() {
+        // 10 - x for x = 3…9: 7 + 6 + … + 1.
+        assert_eq!(remaining_on_line(10.0, -1.0, 3), 28.0);
+        // 10 - 2x for x = 3, 4 (x = 5 gives 0, not counted).
+        assert_eq!(remaining_on_line(10.0, -2.0, 3), 6.0);
+        assert_eq!(remaining_on_line(1.0, -1.0, 3), 0.0);
+        assert_eq!(remaining_on_line(1.0, 0.0, 3), f64::INFINITY);
+        assert_eq!(remaining_on_line(-1.0, 0.0, 3), 0.0);
+        // A nearly flat line: ~10^12 terms, summed at once (the old loop
+        // walked them one by one), ≈ a²/(2|slope|).
+        let r = remaining_on_line(1.0, -1e-12, 0);
+        assert!((r / 5e11 - 1.0).abs() < 1e-6, "{r}");
     }
 
     #[test]

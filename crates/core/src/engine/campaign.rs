@@ -62,7 +62,11 @@ pub struct CampaignEstimate {
 #[derive(Debug)]
 pub(crate) struct Campaign {
     pub name: Arc<str>,
+    /// The target named by the first event (in arrival order) that names one.
     pub target: Option<u32>,
+    /// The earliest bin of an event naming a target: the signals of bins
+    /// before it carry no target (see [`Campaign::target_at`]).
+    pub target_since_bin: i64,
     pub bins: Bins<BinCounts>,
     pub pending: Vec<Pending>,
     pub dedup: Dedup,
@@ -91,6 +95,7 @@ impl Campaign {
         Campaign {
             name,
             target: None,
+            target_since_bin: i64::MAX,
             bins: Bins::starting_at(start),
             pending: Vec::new(),
             dedup: Dedup::default(),
@@ -107,6 +112,16 @@ impl Campaign {
             demand_rps: 0.0,
             last_incidence_bin: i64::MIN,
         }
+    }
+
+    /// The campaign's target as known at the end of bin `b`: only if an
+    /// event of bin ≤ `b` named it. Such an event has always arrived by the
+    /// time `b` closes, so this does not depend on the order in which events
+    /// inside the allowed lateness arrived (the plain `target` does: it is
+    /// set by whichever event naming it arrives first, possibly one of a
+    /// later, still open bin).
+    pub fn target_at(&self, b: i64) -> Option<u32> {
+        self.target.filter(|_| self.target_since_bin <= b)
     }
 
     pub fn add_send(&mut self, s: SendRecord) {

@@ -35,6 +35,7 @@ pub mod detector;
 pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;
+mod known;
 pub mod lineage;
 pub mod planner;
 pub mod predictive;
@@ -57,8 +58,9 @@ pub use config::EngineConfig;
 use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
 use dedup::Seen;
 use detector::Transition;
-use forecast::{Demand, ForecastInput, ResponseCurve, SendRecord, Spread};
+use forecast::{Demand, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
+use known::Known;
 use lineage::ForwardModel;
 use planner::{DemandRecord, PlanTiming, TargetPlanner};
 use renewal::Prior;
@@ -200,12 +202,11 @@ pub struct Engine {
     bin_ms: i64,
     window_bins: i64,
     lineage_bins: i64,
-    horizon_bins: usize,
     keep_active_bins: i64,
     gi: GenerationInterval,
-    /// The generation interval the forecast projects with: `gi` cut where
-    /// its mass reaches `1 − forecast::GI_TAIL` (see there).
-    forecast_gi: Vec<f64>,
+    /// What every forecast's input takes from the configuration (with the
+    /// horizon and the cut generation interval).
+    model: known::Model,
     forward: Option<ForwardModel>,
     prior: Prior,
     curve: ResponseCurve,
@@ -226,7 +227,8 @@ pub struct Engine {
     stats: Stats,
     work: Vec<Pending>,
     scratch: Vec<f64>,
-    history: Vec<f64>,
+    /// What the forecast being made may know of its campaign.
+    known: Known,
     /// The last forecast's per-bin click rates (reused between forecasts).
     path: Vec<f64>,
     /// The last bin stepped by [`Engine::advance_detect`], whose forecasts
@@ -279,13 +281,18 @@ impl Engine {
         let cooldown_bins = cfg.planner.cooldown.ms() / bin_ms + 1;
         let keep_active_bins = window_bins.max(lineage_bins).max(gi.len() as i64) + horizon_bins as i64 + cooldown_bins;
         let curve = ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64);
-        let forecast_gi = forecast::truncated_gi(gi.weights());
+        let model = known::Model {
+            bin_ms,
+            gi: forecast::truncated_gi(gi.weights()),
+            horizon_bins,
+            click_through: cfg.forecast.click_through,
+            click_through_weight: cfg.forecast.click_through_weight,
+        };
         Ok(Engine {
             bin_ms,
-            forecast_gi,
+            model,
             window_bins,
             lineage_bins,
-            horizon_bins,
             keep_active_bins,
             gi,
             forward,
@@ -307,7 +314,7 @@ impl Engine {
             stats: Stats::default(),
             work: Vec::new(),
             scratch: Vec::new(),
-            history: Vec::new(),
+            known: Known::default(),
             path: Vec::new(),
             plan_pending: None,
             stepped: Vec::new(),
@@ -414,6 +421,9 @@ impl Engine {
             _ => None,
         };
         let c = slot_mut(&mut self.campaigns, slot);
+        if ev.target.is_some() {
+            c.target_since_bin = c.target_since_bin.min(bin);
+        }
         c.last_event_ms = c.last_event_ms.max(ev.ts_ms);
         c.last_event_bin = c.last_event_bin.max(bin);
         let Some(counts) = c.bins.get_mut(bin) else {
@@ -806,7 +816,7 @@ impl Engine {
         if !emit_estimates && transition == Transition::None {
             return;
         }
-        let target_name = c.target.map(|t| self.targets[t as usize].planner.name().clone());
+        let target_name = c.target_at(b).map(|t| self.targets[t as usize].planner.name().clone());
         if let Some(e) = estimate.filter(|_| emit_estimates) {
             self.deferred.push(Signal::Estimate(Estimate {
                 campaign: c.name.clone(),
@@ -932,24 +942,12 @@ impl Engine {
     }
 
     /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
-    fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64) -> Demand {
+    fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64, sends_before_ms: i64) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
         let r = self.projection_estimate(c, now_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
         // The click history only feeds the renewal projection (R > 0).
-        history_into(c, last_bin, if r > 0.0 { self.forecast_gi.len() } else { 0 }, &mut self.history);
-        let input = ForecastInput {
-            now_ms,
-            bin_ms: self.bin_ms,
-            last_bin,
-            history: &self.history,
-            sends: &c.sends,
-            direct_clicks: c.direct_clicks,
-            r,
-            gi: &self.forecast_gi,
-            horizon_bins: self.horizon_bins,
-            click_through: self.cfg.forecast.click_through,
-            click_through_weight: self.cfg.forecast.click_through_weight,
-        };
+        self.known.fill(c, last_bin, if r > 0.0 { self.model.gi.len() } else { 0 }, sends_before_ms);
+        let input = self.known.input(&self.model, now_ms, last_bin, r);
         forecast::project(&input, &self.curve, &mut self.scratch, &mut self.path)
     }
 
@@ -973,34 +971,24 @@ impl Engine {
         let (r, spread) = est.map_or((0.0, Spread { r_sd: 0.0, dispersion: 1.0 }), |e| {
             (e.posterior.mean(), Spread { r_sd: e.posterior.sd(), dispersion: e.dispersion })
         });
-        history_into(c, b, if r > 0.0 { self.forecast_gi.len() } else { 0 }, &mut self.history);
-        let input = ForecastInput {
-            now_ms: time_ms,
-            bin_ms: self.bin_ms,
-            last_bin: b,
-            history: &self.history,
-            sends: &c.sends,
-            direct_clicks: c.direct_clicks,
-            r,
-            gi: &self.forecast_gi,
-            horizon_bins: self.horizon_bins,
-            click_through: self.cfg.forecast.click_through,
-            click_through_weight: self.cfg.forecast.click_through_weight,
-        };
+        self.known.fill(c, b, if r > 0.0 { self.model.gi.len() } else { 0 }, time_ms);
+        let input = self.known.input(&self.model, time_ms, b, r);
         let path = forecast::predictive(&input, &self.curve, spread);
-        let table = path.clicks(self.horizon_bins).table();
-        Forecast {
-            horizon_s: self.cfg.forecast.horizon.secs_f64(),
-            clicks: CountInterval { mean: path.clicks(self.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) },
-            peak_rps: if c.target.is_some() { c.demand_rps } else { 0.0 },
-            path: Arc::new(path),
-        }
+        let table = path.clicks(self.model.horizon_bins).table();
+        let clicks = CountInterval { mean: path.clicks(self.model.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) };
+        // The peak the plan half of this bin step will plan for (the same
+        // forecast, made here from the same known state, so it does not
+        // depend on which forecast the planner last made: a send's, made
+        // when it arrived, or the previous step's).
+        let rpc = c.target_at(b).map(|t| self.targets[t as usize].planner.config().requests_per_click);
+        let peak_rps = rpc.map_or(0.0, |rpc| self.campaign_demand(slot, b, time_ms, time_ms).peak_clicks_per_s * rpc);
+        Forecast { horizon_s: self.cfg.forecast.horizon.secs_f64(), clicks, peak_rps, path: Arc::new(path) }
     }
 
     /// The campaign's forecast at the end of bin `b`, handed to its target's planner.
     fn forecast(&mut self, slot: u32, b: i64, time_ms: i64) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
-        let d = self.campaign_demand(slot, b, time_ms);
+        let d = self.campaign_demand(slot, b, time_ms, time_ms);
         self.record_demand(slot, t, d, time_ms, (b + 1) * self.bin_ms);
     }
 
@@ -1009,7 +997,8 @@ impl Engine {
     fn plan_send(&mut self, slot: u32, ts_ms: i64, out: &mut Vec<Signal>) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let last_bin = bin_of(ts_ms, self.bin_ms) - 1;
-        let d = self.campaign_demand(slot, last_bin, ts_ms);
+        // The send itself (at `ts_ms`) and those before it.
+        let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1);
         self.record_demand(slot, t, d, ts_ms, (last_bin + 1) * self.bin_ms);
         self.targets[t as usize].planner.plan(ts_ms, ScaleReason::Send, out);
     }
@@ -1068,21 +1057,6 @@ fn demand_record(c: &Campaign, time_ms: i64) -> DemandRecord {
 fn infectivity_at(bins: &window::Bins<window::BinCounts>, w: &[f64], t: i64) -> f64 {
     let k = w.len() as i64 - 1;
     bins.iter_range(t - k, t - 1).rev().map(|(u, x)| w[(t - u) as usize] * x.incidence()).sum()
-}
-
-/// The campaign's clicks (local + imported) per bin over the `len` bins
-/// ending at `last_bin`, oldest first, into `out` (empty for `len` 0).
-fn history_into(c: &Campaign, last_bin: i64, len: usize, out: &mut Vec<f64>) {
-    out.clear();
-    if len == 0 {
-        return;
-    }
-    let from = last_bin - len as i64 + 1;
-    for (t, x) in c.bins.iter_range(from, last_bin) {
-        out.resize((t - from) as usize, 0.0);
-        out.push(x.incidence());
-    }
-    out.resize(len, 0.0);
 }
 
 /// The live campaign in `slot` (slots handed out by the engine are live

@@ -309,6 +309,8 @@ pub struct Evaluation {
     pub horizons: Vec<HorizonScores>,
     /// Final size at 1 h.
     pub final_size: FinalSize,
+    /// The direct wave forecast at the send.
+    pub send_time: SendTime,
     /// R against realized R.
     pub r: RScores,
     /// Viral onsets.
@@ -323,6 +325,52 @@ pub struct Evaluation {
     pub windows: Vec<WindowRow>,
 }
 
+/// The send-time forecast of the direct wave: for each campaign, the first
+/// estimate after its first send, if within `SEND_TIME_WITHIN_MS` of it (an
+/// estimate needs a click, so this is where the first clicks land; those
+/// few have begun to refine the click-through), its send-only forecast of
+/// the direct clicks over the horizon against the direct clicks that came
+/// (campaigns with a target and at least `MIN_ACTUAL_CLICKS`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SendTime {
+    /// The horizon, seconds.
+    pub horizon_s: f64,
+    /// Sends scored.
+    pub sends: u64,
+    /// Of those, sends after the target's first `LEARNED_AFTER` sends.
+    pub learned_sends: u64,
+    /// Share of those predicted within a factor 1.5 of the actual.
+    pub learned_within_1_5: Option<f64>,
+    /// Median predicted / actual of those.
+    pub learned_median_ratio: Option<f64>,
+    /// Share of the target's first `LEARNED_AFTER` sends within a factor 1.5.
+    pub first_within_1_5: Option<f64>,
+    /// Per send.
+    pub rows: Vec<SendTimeRow>,
+}
+
+/// One send's direct-wave forecast.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SendTimeRow {
+    /// Campaign.
+    pub campaign: String,
+    /// Target.
+    pub target: String,
+    /// How many of the target's campaigns were sent before (in this scoring).
+    pub previous_sends: u64,
+    /// Predicted direct clicks over the horizon.
+    pub predicted: f64,
+    /// Actual direct clicks over the horizon.
+    pub actual: u64,
+}
+
+/// Sends of a target after which its direct wave counts as learned (the
+/// goal of the learning issue: after an audience's first 5 sends).
+pub const LEARNED_AFTER: u64 = 5;
+
+/// How soon after the send the first estimate must come to be scored.
+pub const SEND_TIME_WITHIN_MS: i64 = 300_000;
+
 /// What happened to one campaign, from the whole log.
 #[derive(Debug, Default)]
 struct Truth {
@@ -336,6 +384,8 @@ struct Truth {
     children_prefix: Vec<u64>,
     /// Whether any click names a parent.
     has_parents: bool,
+    /// Direct (generation-0) click times, sorted.
+    direct_ms: Vec<i64>,
 }
 
 impl Truth {
@@ -377,6 +427,9 @@ fn read_truth(log: &[u8]) -> HashMap<String, Truth> {
                     }
                 }
                 r.truth.clicks_ms.push(ev.ts_ms);
+                if ev.generation == 0 {
+                    r.truth.direct_ms.push(ev.ts_ms);
+                }
                 if let Some(p) = &ev.person {
                     let first = r.first_click.entry(person_key(p)).or_insert(ev.ts_ms);
                     *first = (*first).min(ev.ts_ms);
@@ -392,6 +445,7 @@ fn read_truth(log: &[u8]) -> HashMap<String, Truth> {
     raw.into_iter()
         .map(|(name, mut r)| {
             r.truth.clicks_ms.sort_unstable();
+            r.truth.direct_ms.sort_unstable();
             let mut clickers: Vec<(i64, u32)> = r.first_click.iter().map(|(p, &t)| (t, r.children.get(p).copied().unwrap_or(0))).collect();
             clickers.sort_unstable();
             let mut prefix = Vec::with_capacity(clickers.len() + 1);
@@ -555,6 +609,9 @@ pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Eva
     let mut acc: Vec<HorizonAcc> = horizons_ms.iter().map(|_| HorizonAcc::default()).collect();
     let (mut r_covered, mut r_rel, mut r_signed, mut r_ratio, mut r_windows) = (0u64, Vec::new(), Vec::new(), Vec::new(), 0u64);
     let mut final_done: HashSet<String> = HashSet::new();
+    let mut send_done: HashSet<String> = HashSet::new();
+    let mut sends_per_target: HashMap<String, u64> = HashMap::new();
+    let mut send_rows: Vec<SendTimeRow> = Vec::new();
     let mut final_rows: Vec<FinalSizeRow> = Vec::new();
     // Onsets waiting for their bin's estimate (same campaign and time).
     let mut pending_onsets: HashMap<(String, i64), usize> = HashMap::new();
@@ -583,6 +640,27 @@ pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Eva
                 r_rel.push((e.r.mean - r).abs() / r);
                 r_signed.push((e.r.mean - r) / r);
                 r_ratio.push(e.r.mean / r);
+            }
+        }
+        // The direct wave forecast at the send.
+        if let (Some(send), Some(target)) = (t.first_send_ms, e.target.as_deref()) {
+            if e.time_ms >= send && !send_done.contains(&*e.campaign) {
+                send_done.insert(e.campaign.to_string());
+                let previous = sends_per_target.entry(target.to_string()).or_default();
+                let end = e.time_ms + max_h;
+                if e.time_ms - send <= SEND_TIME_WITHIN_MS && end <= log_end_ms {
+                    let actual = (t.direct_ms.partition_point(|&x| x < end) - t.direct_ms.partition_point(|&x| x < e.time_ms)) as u64;
+                    if actual >= MIN_ACTUAL_CLICKS {
+                        send_rows.push(SendTimeRow {
+                            campaign: e.campaign.to_string(),
+                            target: target.to_string(),
+                            previous_sends: *previous,
+                            predicted: path.send_only(path.len()).mean,
+                            actual,
+                        });
+                    }
+                }
+                *previous += 1;
             }
         }
         // Final size at 1 h.
@@ -743,6 +821,24 @@ pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Eva
         send_only_mdape: fs_ape(|r| r.send_only),
         rows: final_rows,
     };
+    let within = |rows: &[&SendTimeRow]| {
+        (!rows.is_empty()).then(|| {
+            rows.iter().filter(|r| r.predicted <= 1.5 * r.actual as f64 && 1.5 * r.predicted >= r.actual as f64).count() as f64
+                / rows.len() as f64
+        })
+    };
+    let learned: Vec<&SendTimeRow> = send_rows.iter().filter(|r| r.previous_sends >= LEARNED_AFTER).collect();
+    let first: Vec<&SendTimeRow> = send_rows.iter().filter(|r| r.previous_sends < LEARNED_AFTER).collect();
+    ev.send_time = SendTime {
+        horizon_s: max_h as f64 / 1000.0,
+        sends: send_rows.len() as u64,
+        learned_sends: learned.len() as u64,
+        learned_within_1_5: within(&learned),
+        learned_median_ratio: median(learned.iter().map(|r| r.predicted / r.actual as f64).collect()),
+        first_within_1_5: within(&first),
+        rows: Vec::new(),
+    };
+    ev.send_time.rows = send_rows;
     ev.r = RScores {
         windows: r_windows,
         coverage_95: (r_windows > 0).then(|| r_covered as f64 / r_windows as f64),
@@ -810,6 +906,17 @@ pub fn text_table(ev: &Evaluation) -> String {
         pct(f.persistence_mdape),
         pct(f.linear_trend_mdape),
         pct(f.send_only_mdape)
+    );
+    let st = &ev.send_time;
+    let _ = writeln!(
+        o,
+        "direct wave at the send ({} sends, next {}): within x1.5 of the actual for {} of the sends after a target's first {LEARNED_AFTER} ({} sends; median ratio {}), {} of the first ones",
+        st.sends,
+        crate::time::format_duration_ms((st.horizon_s * 1000.0) as i64),
+        pct(st.learned_within_1_5),
+        st.learned_sends,
+        num(st.learned_median_ratio),
+        pct(st.first_within_1_5)
     );
     let r = &ev.r;
     let _ = writeln!(

@@ -272,6 +272,14 @@ pub struct ForecastConfig {
     /// The posterior quantile of R used to project pass-along demand (a cautious
     /// planner uses more than the mean). Default 0.75.
     pub r_quantile: f64,
+    /// Learn each target's direct wave (response curve and click-through)
+    /// from its past campaigns, with `response` and `click_through` as the
+    /// prior (`engine/direct_wave.rs`). `false`: the configured constants,
+    /// always. Default true.
+    pub learn: bool,
+    /// Weight of the configured response curve against the learned delays,
+    /// in direct clicks. Default 200.
+    pub learn_weight: f64,
 }
 
 impl Default for ForecastConfig {
@@ -282,6 +290,8 @@ impl Default for ForecastConfig {
             click_through_weight: 2000.0,
             response: DelayConfig { mean: Duration(1_800_000), sd: Duration(1_800_000) },
             r_quantile: 0.75,
+            learn: true,
+            learn_weight: 200.0,
         }
     }
 }
@@ -589,6 +599,7 @@ impl Config {
         positive("forecast.click_through_weight", f.click_through_weight)?;
         delay("forecast.response", f.response, bin)?;
         open_fraction("forecast.r_quantile", f.r_quantile)?;
+        positive("forecast.learn_weight", f.learn_weight)?;
         planner("planner", &self.planner)?;
         for name in self.targets.keys() {
             planner(&format!("targets.{name}"), &self.planner_for(name))?;

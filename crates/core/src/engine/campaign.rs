@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::dedup::Dedup;
 use super::detector::Detector;
+use super::direct_wave::CampaignDelays;
 use super::forecast::{Demand, SendRecord};
 use super::gamma::Gamma;
 use super::lineage::Lineage;
@@ -84,6 +85,10 @@ pub(crate) struct Campaign {
     pub demand_rps: f64,
     /// Last closed bin with any click (Λ is zero a GI support after it).
     pub last_incidence_bin: i64,
+    /// Direct clicks by delay since the first send, for the target's
+    /// learned direct wave (from the first closed bin with a send before
+    /// its end; boxed: most campaigns in a flood of ids never have one).
+    pub delays: Option<Box<CampaignDelays>>,
 }
 
 /// At most this many sends are remembered per campaign (the most recent).
@@ -111,6 +116,7 @@ impl Campaign {
             demand: Demand::default(),
             demand_rps: 0.0,
             last_incidence_bin: i64::MIN,
+            delays: None,
         }
     }
 

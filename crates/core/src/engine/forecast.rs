@@ -59,31 +59,52 @@ pub struct SendRecord {
 }
 
 /// The response-time distribution of direct recipients (send → click).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ResponseCurve {
-    dist: Gamma,
-    /// The shape is 1 (mean = sd, the default): the curve is exponential and
-    /// its CDF is 1 − e^{−x/θ}, one `exp_m1` instead of an incomplete gamma
-    /// function (the forecast evaluates it for every send, horizon bin and
-    /// bin step).
-    exponential: bool,
+    shape: CurveShape,
 }
+
+/// How a [`ResponseCurve`] is given.
+#[derive(Clone, Debug)]
+enum CurveShape {
+    /// The configured Gamma (`forecast.response`).
+    Gamma {
+        dist: Gamma,
+        /// The shape is 1 (mean = sd, the default): the curve is exponential
+        /// and its CDF is 1 − e^{−x/θ}, one `exp_m1` instead of an incomplete
+        /// gamma function (the forecast evaluates it for every send, horizon
+        /// bin and bin step).
+        exponential: bool,
+    },
+    /// Learned from a target's past campaigns: the CDF at the learner's
+    /// delay-bin edges (see [`super::delay_learner`]).
+    Learned(Box<LearnedCdf>),
+}
+
+/// A learned CDF at the upper edges of the delay bins.
+pub type LearnedCdf = [f64; super::delay_learner::BINS];
 
 impl ResponseCurve {
     /// A Gamma response curve with the given mean and sd (ms).
     pub fn new(mean_ms: f64, sd_ms: f64) -> Self {
         let dist = Gamma::from_mean_sd(mean_ms, sd_ms);
-        ResponseCurve { dist, exponential: (dist.shape - 1.0).abs() < 1e-12 }
+        ResponseCurve { shape: CurveShape::Gamma { dist, exponential: (dist.shape - 1.0).abs() < 1e-12 } }
+    }
+
+    /// A learned curve (see [`super::direct_wave`]).
+    pub fn learned(cdf: LearnedCdf) -> Self {
+        ResponseCurve { shape: CurveShape::Learned(Box::new(cdf)) }
     }
 
     /// Fraction of eventual direct clicks that happen within `elapsed_ms` of the send.
     pub fn cdf(&self, elapsed_ms: f64) -> f64 {
         if elapsed_ms <= 0.0 {
-            0.0
-        } else if self.exponential {
-            -(-elapsed_ms / self.dist.scale).exp_m1()
-        } else {
-            self.dist.cdf(elapsed_ms)
+            return 0.0;
+        }
+        match &self.shape {
+            CurveShape::Gamma { dist, exponential: true } => -(-elapsed_ms / dist.scale).exp_m1(),
+            CurveShape::Gamma { dist, exponential: false } => dist.cdf(elapsed_ms),
+            CurveShape::Learned(cdf) => super::delay_learner::cdf_from_edges(cdf, elapsed_ms),
         }
     }
 }
@@ -415,12 +436,12 @@ mod tests {
     #[test]
     fn exponential_fast_path_equals_the_incomplete_gamma() {
         let fast = ResponseCurve::new(1_800_000.0, 1_800_000.0);
-        assert!(fast.exponential);
+        assert!(matches!(fast.shape, CurveShape::Gamma { exponential: true, .. }));
         let g = Gamma::from_mean_sd(1_800_000.0, 1_800_000.0);
         for x in [1.0, 1e3, 6e4, 1.8e6, 1e7, 1e8] {
             assert!((fast.cdf(x) - g.cdf(x)).abs() < 1e-14, "{x}");
         }
-        assert!(!ResponseCurve::new(1_800_000.0, 900_000.0).exponential);
+        assert!(matches!(ResponseCurve::new(1_800_000.0, 900_000.0).shape, CurveShape::Gamma { exponential: false, .. }));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! planner's and the estimate's predictive one).
 
 use super::campaign::Campaign;
-use super::forecast::{ForecastInput, SendRecord};
+use super::forecast::{ForecastInput, ResponseCurve, SendRecord};
 
 /// Reusable buffers holding what a forecast may know of one campaign.
 #[derive(Debug, Default)]
@@ -36,10 +36,10 @@ pub(crate) struct Model {
     pub gi: Vec<f64>,
     /// Forecast horizon in bins.
     pub horizon_bins: usize,
-    /// Prior click-through.
-    pub click_through: f64,
-    /// Weight of the prior click-through, in recipients.
-    pub click_through_weight: f64,
+    /// The configured response curve.
+    pub curve: ResponseCurve,
+    /// The configured prior click-through and its weight (recipients).
+    pub click_through: (f64, f64),
 }
 
 impl Known {
@@ -70,8 +70,9 @@ impl Known {
     }
 
     /// The projection's input at `now_ms`, starting after `last_bin`, with
-    /// pass-along projected at `r` (0: none).
-    pub fn input<'a>(&'a self, model: &'a Model, now_ms: i64, last_bin: i64, r: f64) -> ForecastInput<'a> {
+    /// pass-along projected at `r` (0: none) and the click-through prior
+    /// `(mean, weight)`: the configured one, or the target's learned one.
+    pub fn input<'a>(&'a self, model: &'a Model, now_ms: i64, last_bin: i64, r: f64, click_through: (f64, f64)) -> ForecastInput<'a> {
         ForecastInput {
             now_ms,
             bin_ms: model.bin_ms,
@@ -82,8 +83,8 @@ impl Known {
             r,
             gi: &model.gi,
             horizon_bins: model.horizon_bins,
-            click_through: model.click_through,
-            click_through_weight: model.click_through_weight,
+            click_through: click_through.0,
+            click_through_weight: click_through.1,
         }
     }
 }

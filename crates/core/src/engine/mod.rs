@@ -31,7 +31,9 @@
 pub mod campaign;
 pub mod config;
 pub mod dedup;
+pub mod delay_learner;
 pub mod detector;
+pub mod direct_wave;
 pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;
@@ -58,6 +60,7 @@ pub use config::EngineConfig;
 use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
 use dedup::Seen;
 use detector::Transition;
+use direct_wave::{CampaignDelays, DirectWave};
 use forecast::{Demand, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
 use known::Known;
@@ -193,6 +196,8 @@ struct Target {
     /// Its clicks per bin not yet final (bin → clicks): each bin's count
     /// goes to the planner's reactive floor when the bin is stepped.
     open_bin_clicks: BTreeMap<i64, u64>,
+    /// Its direct wave, learned from its campaigns (`forecast.learn`).
+    direct: DirectWave,
 }
 
 /// The engine. See the module documentation.
@@ -209,7 +214,6 @@ pub struct Engine {
     model: known::Model,
     forward: Option<ForwardModel>,
     prior: Prior,
-    curve: ResponseCurve,
     emit_estimates: bool,
     index: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
     campaigns: Vec<Option<Campaign>>,
@@ -280,13 +284,12 @@ impl Engine {
         let horizon_bins = (cfg.forecast.horizon.ms() / bin_ms).max(lead_bins).max(1) as usize;
         let cooldown_bins = cfg.planner.cooldown.ms() / bin_ms + 1;
         let keep_active_bins = window_bins.max(lineage_bins).max(gi.len() as i64) + horizon_bins as i64 + cooldown_bins;
-        let curve = ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64);
         let model = known::Model {
             bin_ms,
             gi: forecast::truncated_gi(gi.weights()),
             horizon_bins,
-            click_through: cfg.forecast.click_through,
-            click_through_weight: cfg.forecast.click_through_weight,
+            curve: ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64),
+            click_through: (cfg.forecast.click_through, cfg.forecast.click_through_weight),
         };
         Ok(Engine {
             bin_ms,
@@ -297,7 +300,6 @@ impl Engine {
             gi,
             forward,
             prior: Prior { mean: e.prior_mean, sd: e.prior_sd },
-            curve,
             emit_estimates: false,
             index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(1)),
             campaigns: Vec::new(),
@@ -696,7 +698,13 @@ impl Engine {
     }
 
     fn remove_campaign(&mut self, slot: usize) {
-        if let Some(c) = self.campaigns[slot].take() {
+        if let Some(mut c) = self.campaigns[slot].take() {
+            // What the campaign taught its target, up to the bins closed.
+            if let (Some(t), Some(d), Some(closed)) = (c.target, c.delays.as_deref_mut(), self.closed) {
+                if self.cfg.forecast.learn && c.target_since_bin < closed {
+                    self.targets[t as usize].direct.observe(d, closed * self.bin_ms, true);
+                }
+            }
             self.index.remove(&*c.name);
             self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.len() as u64);
             if let Some(t) = c.target {
@@ -717,7 +725,9 @@ impl Engine {
         }
         let timing = PlanTiming { bin_ms: self.bin_ms, decision_delay_ms: self.cfg.estimator.allowed_lateness.ms() };
         let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name), timing);
-        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new() });
+        let f = &self.cfg.forecast;
+        let direct = DirectWave::new(&self.model.curve, f.learn_weight, f.click_through, f.click_through_weight);
+        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new(), direct });
         let t = (self.targets.len() - 1) as u32;
         self.target_index.insert(Box::from(name), t);
         t
@@ -755,6 +765,9 @@ impl Engine {
             }
             self.stepped.push(slot as u32);
             self.detect_campaign(slot as u32, b, time_ms, out);
+        }
+        for t in &mut self.targets {
+            t.direct.refresh();
         }
     }
 
@@ -806,6 +819,9 @@ impl Engine {
         };
         self.work = work;
         self.dedup_ids = self.dedup_ids.saturating_sub(forgotten as u64);
+        if self.cfg.forecast.learn {
+            self.learn_direct_wave(slot, b);
+        }
         self.close_infectivity(slot, b);
         let estimate = self.estimate(slot, b, time_ms);
         let emit_estimates = self.emit_estimates;
@@ -850,6 +866,27 @@ impl Engine {
             Transition::Onset(n) => out.push(Signal::ViralOnset(episode(n, c))),
             Transition::Subsided(n) => out.push(Signal::ViralSubsided(episode(n, c))),
             Transition::None => {}
+        }
+    }
+
+    /// Bin `b` of the campaign in `slot` has closed: its direct clicks join
+    /// the campaign's delays since its first send, and what has matured
+    /// goes to its target's learned direct wave (`direct_wave.rs`). Only
+    /// sends before the bin's end count, and only a target named by an event
+    /// of bin ≤ `b`: all of them have arrived by now, whatever the order.
+    fn learn_direct_wave(&mut self, slot: u32, b: i64) {
+        let end = (b + 1) * self.bin_ms;
+        let Some(Some(c)) = self.campaigns.get_mut(slot as usize) else { return };
+        let mut sent = c.sends.iter().filter(|s| s.ts_ms < end);
+        let Some(first) = sent.clone().map(|s| s.ts_ms).min() else { return };
+        let recipients = sent.by_ref().map(|s| s.recipients).sum();
+        let imported = c.bins.get(b).map_or(0, |x| x.imported);
+        let target = c.target_at(b);
+        let d = c.delays.get_or_insert_with(|| Box::new(CampaignDelays::new(first, recipients)));
+        d.recipients = recipients;
+        d.count_bin(b * self.bin_ms, end, imported);
+        if let Some(t) = target {
+            self.targets[t as usize].direct.observe(d, end, false);
         }
     }
 
@@ -942,13 +979,17 @@ impl Engine {
     }
 
     /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
-    fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64, sends_before_ms: i64) -> Demand {
+    ///
+    /// `target`: whose learned direct wave to forecast with (none: the
+    /// configured one).
+    fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64, sends_before_ms: i64, target: Option<u32>) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
         let r = self.projection_estimate(c, now_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
         // The click history only feeds the renewal projection (R > 0).
         self.known.fill(c, last_bin, if r > 0.0 { self.model.gi.len() } else { 0 }, sends_before_ms);
-        let input = self.known.input(&self.model, now_ms, last_bin, r);
-        forecast::project(&input, &self.curve, &mut self.scratch, &mut self.path)
+        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
+        let input = self.known.input(&self.model, now_ms, last_bin, r, click_through);
+        forecast::project(&input, curve, &mut self.scratch, &mut self.path)
     }
 
     /// The estimate whose posterior of R a forecast projects pass-along
@@ -972,23 +1013,25 @@ impl Engine {
             (e.posterior.mean(), Spread { r_sd: e.posterior.sd(), dispersion: e.dispersion })
         });
         self.known.fill(c, b, if r > 0.0 { self.model.gi.len() } else { 0 }, time_ms);
-        let input = self.known.input(&self.model, time_ms, b, r);
-        let path = forecast::predictive(&input, &self.curve, spread);
+        let target = c.target_at(b);
+        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
+        let input = self.known.input(&self.model, time_ms, b, r, click_through);
+        let path = forecast::predictive(&input, curve, spread);
         let table = path.clicks(self.model.horizon_bins).table();
         let clicks = CountInterval { mean: path.clicks(self.model.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) };
         // The peak the plan half of this bin step will plan for (the same
         // forecast, made here from the same known state, so it does not
         // depend on which forecast the planner last made: a send's, made
         // when it arrived, or the previous step's).
-        let rpc = c.target_at(b).map(|t| self.targets[t as usize].planner.config().requests_per_click);
-        let peak_rps = rpc.map_or(0.0, |rpc| self.campaign_demand(slot, b, time_ms, time_ms).peak_clicks_per_s * rpc);
+        let rpc = target.map(|t| self.targets[t as usize].planner.config().requests_per_click);
+        let peak_rps = rpc.map_or(0.0, |rpc| self.campaign_demand(slot, b, time_ms, time_ms, target).peak_clicks_per_s * rpc);
         Forecast { horizon_s: self.cfg.forecast.horizon.secs_f64(), clicks, peak_rps, path: Arc::new(path) }
     }
 
     /// The campaign's forecast at the end of bin `b`, handed to its target's planner.
     fn forecast(&mut self, slot: u32, b: i64, time_ms: i64) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
-        let d = self.campaign_demand(slot, b, time_ms, time_ms);
+        let d = self.campaign_demand(slot, b, time_ms, time_ms, Some(t));
         self.record_demand(slot, t, d, time_ms, (b + 1) * self.bin_ms);
     }
 
@@ -998,7 +1041,7 @@ impl Engine {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let last_bin = bin_of(ts_ms, self.bin_ms) - 1;
         // The send itself (at `ts_ms`) and those before it.
-        let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1);
+        let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1, Some(t));
         self.record_demand(slot, t, d, ts_ms, (last_bin + 1) * self.bin_ms);
         self.targets[t as usize].planner.plan(ts_ms, ScaleReason::Send, out);
     }
@@ -1057,6 +1100,19 @@ fn demand_record(c: &Campaign, time_ms: i64) -> DemandRecord {
 fn infectivity_at(bins: &window::Bins<window::BinCounts>, w: &[f64], t: i64) -> f64 {
     let k = w.len() as i64 - 1;
     bins.iter_range(t - k, t - 1).rev().map(|(u, x)| w[(t - u) as usize] * x.incidence()).sum()
+}
+
+/// The response curve and click-through prior a forecast for `target` uses:
+/// the target's learned direct wave, or (no target, or `forecast.learn` off)
+/// the configured one.
+fn direct_wave_of<'a>(targets: &'a [Target], model: &'a known::Model, learn: bool, target: Option<u32>) -> (&'a ResponseCurve, (f64, f64)) {
+    match target.filter(|_| learn) {
+        Some(t) => {
+            let d = &targets[t as usize].direct;
+            (d.current_curve(), d.click_through_prior())
+        }
+        None => (&model.curve, model.click_through),
+    }
 }
 
 /// The live campaign in `slot` (slots handed out by the engine are live

@@ -1,0 +1,325 @@
+//! A delay distribution learned from right-truncated observations, such as
+//! the delays from a send to its direct clicks while the campaign is still
+//! running.
+//!
+//! **The problem.** At time `now`, a campaign sent at `s` can only have shown
+//! delays shorter than its age `a = now − s`: long delays are *right
+//! truncated*. Pooling the delays seen so far would make any distribution
+//! look short (the 14-hour tail of real re-shares never appears in the first
+//! hours), and waiting until every campaign is over would learn nothing
+//! while it matters.
+//!
+//! **The method: the reverse-time hazard (Lynden-Bell 1971; Lagakos, Barraj
+//! & De Gruttola 1988, *Biometrika* 75:515, eq. 2.3).** Cut delays into bins
+//! `[e_k, e_{k+1})`. A campaign whose age is at least `e_{k+1}` has shown
+//! *all* its delays below `e_{k+1}`, so among those, the fraction that fell
+//! in bin `k` estimates the reverse hazard
+//!
+//! ```text
+//! g_k = P(D ∈ [e_k, e_{k+1}) | D < e_{k+1}) = (F(e_{k+1}) − F(e_k)) / F(e_{k+1})
+//! ĝ_k = Σ_{i: a_i ≥ e_{k+1}} n_{i,k} / Σ_{i: a_i ≥ e_{k+1}} N_{i,≤k}
+//! ```
+//!
+//! (`n_{i,k}`: campaign `i`'s delays in bin `k`, `N_{i,≤k}` those in bins
+//! `0…k`), and the CDF follows by chaining down from the last edge:
+//! `F(e_k) = F(e_{k+1}) (1 − g_k)`, `F(e_K) = 1`. This is the
+//! nonparametric maximum-likelihood estimator for right-truncated data,
+//! binned. Each campaign's bin `k` enters the sums once, when its age
+//! passes `e_{k+1}` ([`DelayLearner::mature`]), and never changes after:
+//! the sums are kept, not the campaigns.
+//!
+//! **The prior.** The configured parametric curve (`F₀`, bin masses `p_k`)
+//! enters as `W` pseudo-delays: `ĝ_k = (Σ n + W p_k) / (Σ N + W F₀(e_{k+1}))`.
+//! With no data `ĝ_k` is the prior's own reverse hazard and the learned CDF
+//! *is* the prior; with data its weight fades as `W / (W + data)`. Bins no
+//! campaign has reached yet (delays longer than any age seen) keep the
+//! prior's shape there.
+//!
+//! **Bins.** `[0, 10 s)`, then edges growing by a factor 1.25 up to 30.6
+//! days (57 bins): resolution proportional to the delay, as wide a range as
+//! real traffic needs (seconds to days), 57 counters per learner. Between
+//! edges the CDF is interpolated linearly in log-delay (in delay for the
+//! first bin).
+
+/// First edge after 0, ms.
+const FIRST_EDGE_MS: f64 = 10_000.0;
+/// Ratio of consecutive edges.
+const RATIO: f64 = 1.25;
+/// Number of delay bins (`[0, e_1)` … `[e_56, e_57)`; `e_57` ≈ 30.6 days).
+pub const BINS: usize = 57;
+
+/// Upper edge of delay bin `k`, ms (`e_{k+1}`).
+pub fn upper_edge_ms(k: usize) -> f64 {
+    FIRST_EDGE_MS * RATIO.powi(k as i32)
+}
+
+/// Lower edge of delay bin `k`, ms (`e_k`; 0 for the first bin).
+pub fn lower_edge_ms(k: usize) -> f64 {
+    if k == 0 {
+        0.0
+    } else {
+        upper_edge_ms(k - 1)
+    }
+}
+
+/// The delay bin of `delay_ms` (delays past the last edge go to the last bin).
+pub fn bin_of_delay(delay_ms: f64) -> usize {
+    if delay_ms < FIRST_EDGE_MS {
+        return 0;
+    }
+    let k = ((delay_ms / FIRST_EDGE_MS).ln() / RATIO.ln()).floor() as usize + 1;
+    // Rounding of ln at an edge: settle on the bin whose edges hold it.
+    let k = k.min(BINS - 1);
+    if k > 0 && delay_ms < lower_edge_ms(k) {
+        k - 1
+    } else if k + 1 < BINS && delay_ms >= upper_edge_ms(k) {
+        k + 1
+    } else {
+        k
+    }
+}
+
+/// How many bins of a campaign `age_ms` old are complete (`a ≥ e_{k+1}`).
+pub fn mature_bins(age_ms: f64) -> usize {
+    if age_ms < FIRST_EDGE_MS {
+        return 0;
+    }
+    (bin_of_delay(age_ms) + usize::from(age_ms >= upper_edge_ms(bin_of_delay(age_ms)))).min(BINS)
+}
+
+/// One campaign's delays, by bin.
+pub type DelayCounts = [u32; BINS];
+
+/// The pooled, truncation-corrected sums of many campaigns, and the prior.
+#[derive(Clone, Debug)]
+pub struct DelayLearner {
+    /// `Σ n_{i,k}` over the campaigns whose bin `k` is complete.
+    in_bin: [f64; BINS],
+    /// `Σ N_{i,≤k}` over the same campaigns.
+    up_to_bin: [f64; BINS],
+    /// The prior's CDF at each upper edge, `F₀(e_{k+1})` (1 at the last).
+    prior_cdf: [f64; BINS],
+    /// Pseudo-delays the prior counts for.
+    prior_weight: f64,
+    /// The learned CDF at each upper edge, `F(e_{k+1})`; recomputed lazily.
+    cdf: [f64; BINS],
+    /// Whether `cdf` is stale.
+    dirty: bool,
+    /// Delays that entered the sums (each counted once, in its own bin).
+    observed: f64,
+}
+
+impl DelayLearner {
+    /// A learner whose prior is the CDF `prior` (ms → probability), worth
+    /// `prior_weight` delays.
+    pub fn new(prior: impl Fn(f64) -> f64, prior_weight: f64) -> Self {
+        let mut prior_cdf = [0.0; BINS];
+        for (k, p) in prior_cdf.iter_mut().enumerate() {
+            *p = prior(upper_edge_ms(k)).clamp(0.0, 1.0);
+        }
+        // The prior's mass past the last edge is put in the last bin.
+        prior_cdf[BINS - 1] = 1.0;
+        let mut l = DelayLearner {
+            in_bin: [0.0; BINS],
+            up_to_bin: [0.0; BINS],
+            prior_cdf,
+            prior_weight: prior_weight.max(0.0),
+            cdf: prior_cdf,
+            dirty: true,
+            observed: 0.0,
+        };
+        l.refresh();
+        l
+    }
+
+    /// Adds campaign `counts`' bins `from..to` (now complete) to the sums.
+    /// Each bin of a campaign must be added once: the caller keeps how many
+    /// it has added ([`mature_bins`] of the age when it last did).
+    pub fn mature(&mut self, counts: &DelayCounts, from: usize, to: usize) {
+        let to = to.min(BINS);
+        if from >= to {
+            return;
+        }
+        let mut below: f64 = counts[..from].iter().map(|&n| f64::from(n)).sum();
+        for (k, &n) in counts.iter().enumerate().take(to).skip(from) {
+            let n = f64::from(n);
+            below += n;
+            self.in_bin[k] += n;
+            self.up_to_bin[k] += below;
+            self.observed += n;
+        }
+        self.dirty = true;
+    }
+
+    /// Delays that have entered the sums.
+    pub fn observed(&self) -> f64 {
+        self.observed
+    }
+
+    /// The reverse hazard of bin `k`, data and prior pooled.
+    fn reverse_hazard(&self, k: usize) -> f64 {
+        let prior_below = if k == 0 { 0.0 } else { self.prior_cdf[k - 1] };
+        let prior_in = self.prior_cdf[k] - prior_below;
+        let num = self.in_bin[k] + self.prior_weight * prior_in;
+        let den = self.up_to_bin[k] + self.prior_weight * self.prior_cdf[k];
+        if den > 0.0 {
+            (num / den).clamp(0.0, 1.0)
+        } else {
+            // Neither data nor prior mass up to here: nothing below either.
+            1.0
+        }
+    }
+
+    /// Recomputes the CDF if the sums changed.
+    pub fn refresh(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let mut f = 1.0;
+        for k in (0..BINS).rev() {
+            self.cdf[k] = f;
+            f *= 1.0 - self.reverse_hazard(k);
+        }
+        self.dirty = false;
+    }
+
+    /// The learned CDF at the upper edges (call [`refresh`](Self::refresh) first).
+    pub fn cdf_at_edges(&self) -> &[f64; BINS] {
+        &self.cdf
+    }
+
+    /// The learned CDF at `delay_ms`, interpolated (see the module docs).
+    pub fn cdf(&self, delay_ms: f64) -> f64 {
+        cdf_from_edges(&self.cdf, delay_ms)
+    }
+
+    /// The delay at which the learned CDF reaches `q`.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let k = self.cdf.iter().position(|&f| f >= q).unwrap_or(BINS - 1);
+        let below = if k == 0 { 0.0 } else { self.cdf[k - 1] };
+        let frac = if self.cdf[k] > below { (q - below) / (self.cdf[k] - below) } else { 1.0 };
+        if k == 0 {
+            frac * upper_edge_ms(0)
+        } else {
+            (lower_edge_ms(k).ln() + frac * (upper_edge_ms(k).ln() - lower_edge_ms(k).ln())).exp()
+        }
+    }
+}
+
+/// A CDF given at the upper edges, interpolated linearly in log-delay
+/// between edges (linearly in delay in the first bin).
+pub fn cdf_from_edges(cdf: &[f64; BINS], delay_ms: f64) -> f64 {
+    if delay_ms <= 0.0 {
+        return 0.0;
+    }
+    if delay_ms >= upper_edge_ms(BINS - 1) {
+        return 1.0;
+    }
+    let k = bin_of_delay(delay_ms);
+    let below = if k == 0 { 0.0 } else { cdf[k - 1] };
+    let frac = if k == 0 {
+        delay_ms / FIRST_EDGE_MS
+    } else {
+        let lo = lower_edge_ms(k);
+        (delay_ms / lo).ln() / RATIO.ln()
+    };
+    below + (cdf[k] - below) * frac.clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_cover_seconds_to_a_month() {
+        assert_eq!(bin_of_delay(0.0), 0);
+        assert_eq!(bin_of_delay(9_999.0), 0);
+        assert_eq!(bin_of_delay(10_000.0), 1);
+        assert_eq!(bin_of_delay(12_499.0), 1);
+        assert_eq!(bin_of_delay(12_500.0), 2);
+        assert!(upper_edge_ms(BINS - 1) > 30.0 * 86_400_000.0);
+        assert_eq!(bin_of_delay(1e12), BINS - 1);
+        for k in 1..BINS {
+            // Every edge lands in the bin it opens.
+            assert_eq!(bin_of_delay(lower_edge_ms(k)), k, "edge {k}");
+        }
+        assert_eq!(mature_bins(9_999.0), 0);
+        assert_eq!(mature_bins(10_000.0), 1);
+        assert_eq!(mature_bins(12_499.0), 1);
+        assert_eq!(mature_bins(12_500.0), 2);
+        assert_eq!(mature_bins(1e12), BINS);
+    }
+
+    #[test]
+    fn with_no_data_the_learned_curve_is_the_prior() {
+        let prior = |x: f64| 1.0 - (-x / 1_800_000.0).exp();
+        let l = DelayLearner::new(prior, 100.0);
+        for k in 0..BINS - 1 {
+            assert!((l.cdf_at_edges()[k] - prior(upper_edge_ms(k))).abs() < 1e-9, "{k}");
+        }
+        assert!((l.cdf(1_800_000.0) - prior(1_800_000.0)).abs() < 0.01);
+    }
+
+    /// Hand-computed reverse-hazard estimate, no prior: two campaigns.
+    /// A (age past every edge): delays in bins 0, 0, 1, 2 → n = [2, 1, 1].
+    /// B (age in bin 2, so bins 0 and 1 complete): delays in bins 0, 1 → n = [1, 1].
+    /// ĝ₂ = 1 / 4 (only A), ĝ₁ = (1 + 1) / (3 + 2) = 2/5, ĝ₀ = 1.
+    /// F(e₃) = 1 (no later delay), F(e₂) = 1 − 1/4 = 3/4, F(e₁) = 3/4 · 3/5 = 9/20.
+    /// Pooling without the correction would give F(e₁) = 3/6 = 1/2 and F(e₂) = 5/6.
+    #[test]
+    fn reverse_hazard_matches_the_hand_computed_estimate() {
+        let mut l = DelayLearner::new(|_| 1.0, 0.0);
+        let mut a = [0u32; BINS];
+        a[0] = 2;
+        a[1] = 1;
+        a[2] = 1;
+        let mut b = [0u32; BINS];
+        b[0] = 1;
+        b[1] = 1;
+        l.mature(&a, 0, BINS);
+        l.mature(&b, 0, 2);
+        l.refresh();
+        let f = l.cdf_at_edges();
+        assert!((f[2] - 1.0).abs() < 1e-12, "{}", f[2]);
+        assert!((f[1] - 0.75).abs() < 1e-12, "{}", f[1]);
+        assert!((f[0] - 0.45).abs() < 1e-12, "{}", f[0]);
+        assert_eq!(l.observed(), 6.0);
+        // Maturing in two steps is the same as in one.
+        let mut m = DelayLearner::new(|_| 1.0, 0.0);
+        m.mature(&a, 0, 1);
+        m.mature(&a, 1, BINS);
+        m.mature(&b, 0, 2);
+        m.refresh();
+        assert_eq!(m.cdf_at_edges(), l.cdf_at_edges());
+    }
+
+    /// Exponential delays (mean 2 h) observed by 200 campaigns of ages
+    /// 0.5–8 h: the corrected estimate finds the median (83 min); naive
+    /// pooling of what was seen lands 25 % below it.
+    #[test]
+    fn truncation_is_corrected_on_simulated_campaigns() {
+        let mean = 7_200_000.0;
+        let mut rng = crate::simulate::Rng::new(7);
+        let mut l = DelayLearner::new(|x| 1.0 - (-x / 600_000.0).exp(), 50.0);
+        let mut seen = Vec::new();
+        for i in 0..200 {
+            let age = 1_800_000.0 + (i as f64 / 200.0) * 27_000_000.0;
+            let mut counts = [0u32; BINS];
+            for _ in 0..200 {
+                let d = -mean * (1.0 - rng.uniform()).ln();
+                if d < age {
+                    counts[bin_of_delay(d)] += 1;
+                    seen.push(d);
+                }
+            }
+            l.mature(&counts, 0, mature_bins(age));
+        }
+        l.refresh();
+        let median = l.quantile(0.5);
+        let truth = mean * std::f64::consts::LN_2;
+        assert!((median / truth - 1.0).abs() < 0.15, "median {median} vs {truth}");
+        seen.sort_by(f64::total_cmp);
+        let naive = seen[seen.len() / 2];
+        assert!(naive < 0.8 * truth, "naive {naive}");
+    }
+}

@@ -207,23 +207,26 @@ impl DelayLearner {
 }
 
 /// A CDF given at the upper edges, interpolated linearly in log-delay
-/// between edges (linearly in delay in the first bin).
+/// between edges (linearly in delay in the first bin). One `ln` per call:
+/// the forecast evaluates it for every send, horizon bin and bin step
+/// (replaying the Twitter log with a learned curve took 14.5 s when the bin
+/// was found by [`bin_of_delay`] and the edges by `powi`, against 9.4 s with
+/// the Gamma curve; with this, 11.3 s against 11.5 s in the same run).
 pub fn cdf_from_edges(cdf: &[f64; BINS], delay_ms: f64) -> f64 {
     if delay_ms <= 0.0 {
         return 0.0;
     }
-    if delay_ms >= upper_edge_ms(BINS - 1) {
+    if delay_ms < FIRST_EDGE_MS {
+        return cdf[0] * delay_ms / FIRST_EDGE_MS;
+    }
+    // Position in edges: e_{k} ≤ delay < e_{k+1} with k = ⌊t⌋ + 1.
+    let t = (delay_ms / FIRST_EDGE_MS).ln() / RATIO.ln();
+    let whole = t.floor();
+    let k = whole as usize + 1;
+    if k >= BINS {
         return 1.0;
     }
-    let k = bin_of_delay(delay_ms);
-    let below = if k == 0 { 0.0 } else { cdf[k - 1] };
-    let frac = if k == 0 {
-        delay_ms / FIRST_EDGE_MS
-    } else {
-        let lo = lower_edge_ms(k);
-        (delay_ms / lo).ln() / RATIO.ln()
-    };
-    below + (cdf[k] - below) * frac.clamp(0.0, 1.0)
+    cdf[k - 1] + (cdf[k] - cdf[k - 1]) * (t - whole)
 }
 
 #[cfg(test)]
@@ -248,6 +251,21 @@ mod tests {
         assert_eq!(mature_bins(12_499.0), 1);
         assert_eq!(mature_bins(12_500.0), 2);
         assert_eq!(mature_bins(1e12), BINS);
+    }
+
+    #[test]
+    fn the_cdf_is_interpolated_between_edges() {
+        let mut cdf = [1.0; BINS];
+        cdf[0] = 0.2;
+        cdf[1] = 0.4;
+        assert_eq!(cdf_from_edges(&cdf, 0.0), 0.0);
+        assert!((cdf_from_edges(&cdf, 5_000.0) - 0.1).abs() < 1e-12);
+        assert!((cdf_from_edges(&cdf, 10_000.0) - 0.2).abs() < 1e-12);
+        // Halfway in log-delay between e₁ = 10 s and e₂ = 12.5 s.
+        let mid = (10_000.0f64 * 12_500.0).sqrt();
+        assert!((cdf_from_edges(&cdf, mid) - 0.3).abs() < 1e-9);
+        assert!((cdf_from_edges(&cdf, 12_500.0) - 0.4).abs() < 1e-9);
+        assert_eq!(cdf_from_edges(&cdf, 1e12), 1.0);
     }
 
     #[test]

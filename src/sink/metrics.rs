@@ -29,7 +29,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
 use crate::config::Config;
 use crate::decode::RejectReason;
 use crate::engine::planner::replicas_for;
-use crate::engine::{CampaignView, Stats, TargetView};
+use crate::engine::{CampaignView, DirectWaveView, Stats, TargetView};
 
 /// Every metric of the service, registered in one registry.
 #[derive(Clone, Debug)]
@@ -65,6 +65,12 @@ pub struct Metrics {
     pub max_replicas: IntGaugeVec,
     /// `floodgate_target_clicks_total{target}`.
     pub target_clicks: IntCounterVec,
+    /// `floodgate_target_response_delay_seconds{target,quantile}`: the
+    /// learned send → direct click delay's median and 90th percentile.
+    pub response_delay: GaugeVec,
+    /// `floodgate_target_click_through{target}`: the learned click-through a
+    /// new campaign starts from.
+    pub click_through: GaugeVec,
     /// `floodgate_campaign_r{campaign,stat}`.
     pub campaign_r: GaugeVec,
     /// `floodgate_campaign_p_viral{campaign}`.
@@ -198,6 +204,28 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            response_delay: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "floodgate_target_response_delay_seconds",
+                        "Learned send-to-direct-click delay per target: median (quantile=\"0.5\") and 90th percentile (quantile=\"0.9\"); from the partition that learned from the most clicks.",
+                    ),
+                    &["target", "quantile"],
+                )
+                .expect("valid metric"),
+            ),
+            click_through: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "floodgate_target_click_through",
+                        "Learned direct click-through a new campaign of the target starts from (clicks per recipient).",
+                    ),
+                    &["target"],
+                )
+                .expect("valid metric"),
+            ),
             target_clicks: counter_vec("floodgate_target_clicks_total", "Clicks counted per target.", &["target"]),
             campaign_r: reg(
                 &r,
@@ -287,6 +315,15 @@ impl Metrics {
         seen.retain(|n| targets.contains_key(n));
     }
 
+    /// Sets the learned direct-wave gauges of each target.
+    pub fn set_direct_waves(&self, waves: &BTreeMap<String, DirectWaveView>) {
+        for (name, w) in waves {
+            self.response_delay.with_label_values(&[name, "0.5"]).set(w.response_median_s);
+            self.response_delay.with_label_values(&[name, "0.9"]).set(w.response_p90_s);
+            self.click_through.with_label_values(&[name]).set(w.click_through);
+        }
+    }
+
     /// Adds the growth of the engine's shed counters from `before` to `now`
     /// to `floodgate_campaigns_shed_total{what}`.
     pub fn add_shed(&self, before: &Stats, now: &Stats) {
@@ -339,6 +376,23 @@ pub fn rank_campaigns(all: &mut [CampaignView]) {
             .then(b.forecast_rps.total_cmp(&a.forecast_rps))
             .then(a.campaign.cmp(&b.campaign))
     });
+}
+
+/// Each target's learned direct wave, from the partition engine that
+/// learned from the most direct clicks (each partition learns from its own
+/// campaigns).
+pub fn best_direct_waves(per_partition: &[&[TargetView]]) -> BTreeMap<String, DirectWaveView> {
+    let mut out: BTreeMap<String, DirectWaveView> = BTreeMap::new();
+    for t in per_partition.iter().flat_map(|v| v.iter()) {
+        let Some(w) = &t.direct_wave else { continue };
+        match out.get(&t.target) {
+            Some(best) if best.delays >= w.delays => {}
+            _ => {
+                out.insert(t.target.clone(), w.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Sums target forecasts over partition engines (the baseline of a target is
@@ -432,7 +486,7 @@ mod tests {
         assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"shop-web\"}"), Some(120.0));
         assert_eq!(sample(&text, "floodgate_target_clicks_total{target=\"shop-web\"}"), Some(0.0));
         // A target seen in events gets the [planner] defaults, and goes away with its partitions.
-        let views = [TargetView { target: "blog-web".into(), desired_replicas: 2, forecast_rps: 400.0, clicks: 9 }];
+        let views = [TargetView { target: "blog-web".into(), desired_replicas: 2, forecast_rps: 400.0, clicks: 9, direct_wave: None }];
         let summed = sum_targets(&cfg, &[&views]);
         m.set_targets(&cfg, &summed);
         let text = m.render();
@@ -446,6 +500,33 @@ mod tests {
         assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"blog-web\"}"), None);
         assert_eq!(sample(&text, "floodgate_target_desired_replicas{target=\"blog-web\"}"), None);
         assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"shop-web\"}"), Some(120.0));
+    }
+
+    #[test]
+    fn the_direct_wave_comes_from_the_partition_that_learned_most() {
+        let m = Metrics::new();
+        let wave = |median: f64, delays: f64| DirectWaveView {
+            response_median_s: median,
+            response_p90_s: 4.0 * median,
+            delays,
+            click_through: 0.01,
+            click_through_weight: 500.0,
+            campaigns: 3,
+        };
+        let view = |w: DirectWaveView| TargetView {
+            target: "blog-web".into(),
+            desired_replicas: 2,
+            forecast_rps: 1.0,
+            clicks: 1,
+            direct_wave: Some(w),
+        };
+        let (a, b) = ([view(wave(600.0, 10.0))], [view(wave(1200.0, 5000.0))]);
+        let waves = best_direct_waves(&[&a, &b]);
+        m.set_direct_waves(&waves);
+        let text = m.render();
+        assert_eq!(sample(&text, "floodgate_target_response_delay_seconds{quantile=\"0.5\",target=\"blog-web\"}"), Some(1200.0));
+        assert_eq!(sample(&text, "floodgate_target_response_delay_seconds{quantile=\"0.9\",target=\"blog-web\"}"), Some(4800.0));
+        assert_eq!(sample(&text, "floodgate_target_click_through{target=\"blog-web\"}"), Some(0.01));
     }
 
     #[test]

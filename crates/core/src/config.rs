@@ -278,7 +278,7 @@ pub struct ForecastConfig {
     /// always. Default true.
     pub learn: bool,
     /// Weight of the configured response curve against the learned delays,
-    /// in direct clicks. Default 200.
+    /// in direct clicks. Default 50.
     pub learn_weight: f64,
 }
 
@@ -291,7 +291,7 @@ impl Default for ForecastConfig {
             response: DelayConfig { mean: Duration(1_800_000), sd: Duration(1_800_000) },
             r_quantile: 0.75,
             learn: true,
-            learn_weight: 200.0,
+            learn_weight: 50.0,
         }
     }
 }

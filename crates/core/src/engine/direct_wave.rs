@@ -6,10 +6,12 @@
 //! delay since its first send ([`CampaignDelays`]), one event bin at a time
 //! as bins close. As the campaign ages, the delay bins it has completed are
 //! handed to its target's [`DelayLearner`] (right truncation corrected, the
-//! configured curve as prior: see there). Once the learned curve says the
-//! campaign's direct wave is 90 % over (or when it is forgotten, if at least
-//! 30 % over), its click-through — direct clicks over the recipients that
-//! have had time to respond — joins the target's pool of click-throughs.
+//! configured curve as prior: see there). Each campaign also keeps an entry
+//! in its target's click-through pool (the last [`POOL`] campaigns): its
+//! direct clicks so far, its recipients and its age, so that its rate can be
+//! read against the *current* learned curve — direct clicks over the
+//! recipients that have had time to respond, `E_i = recipients · F(age)` —
+//! once that curve says its wave is at least half over.
 //!
 //! **Click-through: a Beta–Binomial hierarchy, fitted by moments (empirical
 //! Bayes; e.g. Gelman et al., *Bayesian Data Analysis*, 3rd ed., §5.3).**
@@ -28,15 +30,17 @@
 //! not depend on arrival order within the allowed lateness.
 
 use super::delay_learner::{self, bin_of_delay, mature_bins, DelayCounts, DelayLearner};
+use std::collections::VecDeque;
+
 use super::forecast::ResponseCurve;
 
-/// Campaigns whose click-through must have joined the pool before it is used.
+/// Campaigns whose click-through must count before the pool is used.
 pub const MIN_CAMPAIGNS: u32 = 3;
-/// Share of the direct wave (by the learned curve) after which a campaign's
-/// click-through joins the pool.
-const CTR_MATURE: f64 = 0.9;
-/// Share below which a forgotten campaign's click-through is not used.
-const CTR_MIN_SHARE: f64 = 0.3;
+/// Share of its direct wave (by the learned curve) a campaign must have
+/// shown for its click-through to count.
+const CTR_MIN_SHARE: f64 = 0.5;
+/// Campaigns a target's click-through pool keeps (the most recent).
+pub const POOL: usize = 256;
 
 /// One campaign's direct clicks by delay since its first send.
 #[derive(Clone, Debug)]
@@ -51,14 +55,15 @@ pub struct CampaignDelays {
     pub direct_clicks: u64,
     /// Delay bins already handed to the target's learner.
     pub matured: usize,
-    /// Whether the click-through has joined the target's pool.
-    pub ctr_done: bool,
+    /// Its entry in the target's click-through pool (gone once `POOL`
+    /// later campaigns have joined).
+    pub pool_id: Option<u64>,
 }
 
 impl CampaignDelays {
     /// A campaign first sent at `first_send_ms`.
     pub fn new(first_send_ms: i64, recipients: u64) -> Self {
-        CampaignDelays { first_send_ms, recipients, counts: [0; delay_learner::BINS], direct_clicks: 0, matured: 0, ctr_done: false }
+        CampaignDelays { first_send_ms, recipients, counts: [0; delay_learner::BINS], direct_clicks: 0, matured: 0, pool_id: None }
     }
 
     /// Counts the `clicks` direct clicks of the event bin `[start, end)`,
@@ -74,6 +79,17 @@ impl CampaignDelays {
     }
 }
 
+/// One campaign in a target's click-through pool.
+#[derive(Clone, Copy, Debug)]
+struct PoolEntry {
+    /// Direct clicks seen.
+    direct_clicks: f64,
+    /// Recipients of its sends.
+    recipients: f64,
+    /// Age of its first send when last seen, ms.
+    age_ms: f64,
+}
+
 /// A target's learned direct wave.
 #[derive(Clone, Debug)]
 pub struct DirectWave {
@@ -83,12 +99,14 @@ pub struct DirectWave {
     curve: ResponseCurve,
     /// Whether `curve` is older than `delays`.
     stale: bool,
-    /// Campaigns whose click-through joined the pool.
+    /// The most recent campaigns' click-through observations.
+    pool: VecDeque<PoolEntry>,
+    /// Id of `pool[0]` (ids count every campaign that ever joined).
+    pool_base: u64,
+    /// The click-through prior as of the last refresh: (mean, weight).
+    click_through: (f64, f64),
+    /// Campaigns that counted in it.
     campaigns: u32,
-    /// `Σ x_i`, `Σ x_i²` and `Σ 1/E_i` of the pooled click-throughs.
-    sum_x: f64,
-    sum_x2: f64,
-    sum_inv_exposed: f64,
     /// The configured prior click-through and its weight (recipients).
     prior: (f64, f64),
 }
@@ -101,50 +119,66 @@ impl DirectWave {
             curve: ResponseCurve::learned(*delays.cdf_at_edges()),
             delays,
             stale: false,
+            pool: VecDeque::new(),
+            pool_base: 0,
+            click_through: (click_through, click_through_weight),
             campaigns: 0,
-            sum_x: 0.0,
-            sum_x2: 0.0,
-            sum_inv_exposed: 0.0,
             prior: (click_through, click_through_weight),
         }
     }
 
-    /// The learned response curve.
-    pub fn curve(&mut self) -> &ResponseCurve {
+    /// The learned response curve (as of the last refresh).
+    pub fn current_curve(&self) -> &ResponseCurve {
+        &self.curve
+    }
+
+    /// Brings the curve and the click-through prior up to date with what
+    /// was observed (once per bin step).
+    pub fn refresh(&mut self) {
         if self.stale {
             self.delays.refresh();
             self.curve = ResponseCurve::learned(*self.delays.cdf_at_edges());
             self.stale = false;
         }
-        &self.curve
-    }
-
-    /// The current curve without refreshing it.
-    pub fn current_curve(&self) -> &ResponseCurve {
-        &self.curve
-    }
-
-    /// Refreshes the curve if new delays arrived.
-    pub fn refresh(&mut self) {
-        let _ = self.curve();
+        self.click_through = self.fit_click_through();
     }
 
     /// The prior a new campaign's click-through starts from: (mean, weight
-    /// in recipients). See the module documentation.
+    /// in recipients), as of the last refresh. See the module documentation.
     pub fn click_through_prior(&self) -> (f64, f64) {
-        if self.campaigns < MIN_CAMPAIGNS {
+        self.click_through
+    }
+
+    /// The moment fit of the module documentation over the pooled
+    /// campaigns whose wave is at least `CTR_MIN_SHARE` over.
+    fn fit_click_through(&mut self) -> (f64, f64) {
+        let (mut n, mut sum_x, mut sum_x2, mut sum_inv) = (0u32, 0.0, 0.0, 0.0);
+        for e in &self.pool {
+            let share = self.curve.cdf(e.age_ms);
+            if share < CTR_MIN_SHARE || e.recipients <= 0.0 {
+                continue;
+            }
+            let exposed = e.recipients * share;
+            let x = (e.direct_clicks / exposed).min(1.0);
+            n += 1;
+            sum_x += x;
+            sum_x2 += x * x;
+            sum_inv += 1.0 / exposed;
+        }
+        self.campaigns = n;
+        if n < MIN_CAMPAIGNS {
             return self.prior;
         }
-        let n = f64::from(self.campaigns);
-        let m = (self.sum_x / n).clamp(1e-9, 1.0 - 1e-9);
-        let var = ((self.sum_x2 - n * m * m) / (n - 1.0)).max(0.0);
-        let binomial = m * (1.0 - m) * self.sum_inv_exposed / n;
+        let nf = f64::from(n);
+        let m = (sum_x / nf).clamp(1e-9, 1.0 - 1e-9);
+        let var = ((sum_x2 - nf * m * m) / (nf - 1.0)).max(0.0);
+        let binomial = m * (1.0 - m) * sum_inv / nf;
         let between = (var - binomial).max(m * (1.0 - m) * 1e-7);
         let kappa = (m * (1.0 - m) / between - 1.0).clamp(1.0, 1e7);
         (m, kappa)
     }
 
-    /// Campaigns pooled for the click-through.
+    /// Campaigns whose click-through counted at the last refresh.
     pub fn campaigns(&self) -> u32 {
         self.campaigns
     }
@@ -160,11 +194,24 @@ impl DirectWave {
         self.delays.quantile(q)
     }
 
+    /// What it has learned, for views and metrics (as of the last refresh,
+    /// which every bin step makes).
+    pub fn view(&self) -> super::DirectWaveView {
+        let (click_through, click_through_weight) = self.click_through_prior();
+        super::DirectWaveView {
+            response_median_s: self.delays.quantile(0.5) / 1000.0,
+            response_p90_s: self.delays.quantile(0.9) / 1000.0,
+            delays: self.delays.observed(),
+            click_through,
+            click_through_weight,
+            campaigns: self.campaigns,
+        }
+    }
+
     /// A campaign `now_ms` (end of its last closed bin) into its life: hands
-    /// its newly completed delay bins to the learner, and its click-through
-    /// to the pool once its wave is over. `forgotten`: the campaign is being
-    /// removed (its click-through is used if the wave is at least 30 % over).
-    pub fn observe(&mut self, c: &mut CampaignDelays, now_ms: i64, forgotten: bool) {
+    /// its newly completed delay bins to the learner and updates its entry
+    /// in the click-through pool.
+    pub fn observe(&mut self, c: &mut CampaignDelays, now_ms: i64) {
         let age = (now_ms - c.first_send_ms) as f64;
         let ready = mature_bins(age);
         if ready > c.matured {
@@ -172,18 +219,22 @@ impl DirectWave {
             c.matured = ready;
             self.stale = true;
         }
-        if c.ctr_done || c.recipients == 0 {
-            return;
-        }
-        let share = self.curve().cdf(age);
-        if share >= CTR_MATURE || (forgotten && share >= CTR_MIN_SHARE) {
-            let exposed = c.recipients as f64 * share;
-            let x = (c.direct_clicks as f64 / exposed).min(1.0);
-            self.campaigns += 1;
-            self.sum_x += x;
-            self.sum_x2 += x * x;
-            self.sum_inv_exposed += 1.0 / exposed;
-            c.ctr_done = true;
+        let entry = PoolEntry { direct_clicks: c.direct_clicks as f64, recipients: c.recipients as f64, age_ms: age };
+        match c.pool_id {
+            Some(id) if id >= self.pool_base => {
+                if let Some(e) = self.pool.get_mut((id - self.pool_base) as usize) {
+                    *e = entry;
+                }
+            }
+            Some(_) => {} // left the pool: `POOL` later campaigns joined
+            None => {
+                c.pool_id = Some(self.pool_base + self.pool.len() as u64);
+                self.pool.push_back(entry);
+                if self.pool.len() > POOL {
+                    self.pool.pop_front();
+                    self.pool_base += 1;
+                }
+            }
         }
     }
 }
@@ -192,16 +243,32 @@ impl DirectWave {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_pool_keeps_the_most_recent_campaigns() {
+        let mut w = wave();
+        let mut first = CampaignDelays::new(0, 1000);
+        w.observe(&mut first, 60_000);
+        for _ in 0..POOL {
+            w.observe(&mut CampaignDelays::new(0, 1000), 60_000);
+        }
+        assert_eq!(w.pool.len(), POOL);
+        // The first campaign's entry has left; observing it again adds nothing.
+        first.direct_clicks = 999;
+        w.observe(&mut first, 120_000);
+        assert_eq!(w.pool.len(), POOL);
+        assert!(w.pool.iter().all(|e| e.direct_clicks == 0.0));
+    }
+
     fn wave() -> DirectWave {
         DirectWave::new(&ResponseCurve::new(1_800_000.0, 1_800_000.0), 100.0, 0.05, 2000.0)
     }
 
     #[test]
     fn a_new_target_uses_the_configured_curve_and_click_through() {
-        let mut w = wave();
+        let w = wave();
         let prior = ResponseCurve::new(1_800_000.0, 1_800_000.0);
         for x in [60_000.0, 1_800_000.0, 7_200_000.0] {
-            assert!((w.curve().cdf(x) - prior.cdf(x)).abs() < 0.01, "{x}");
+            assert!((w.current_curve().cdf(x) - prior.cdf(x)).abs() < 0.01, "{x}");
         }
         assert_eq!(w.click_through_prior(), (0.05, 2000.0));
     }
@@ -224,15 +291,19 @@ mod tests {
     #[test]
     fn click_through_prior_is_the_moment_fit_by_hand() {
         let mut w = wave();
-        // Delays far past the curve: every campaign's wave is over.
-        for (i, clicks) in [100u64, 200, 300].into_iter().enumerate() {
+        // Ages far past the curve: every campaign's wave is over.
+        for clicks in [100u64, 200, 300] {
             let mut c = CampaignDelays::new(0, 10_000);
             c.direct_clicks = clicks;
-            w.observe(&mut c, 40 * 86_400_000, false);
-            assert!(c.ctr_done, "{i}");
-            // Observing again changes nothing.
-            w.observe(&mut c, 41 * 86_400_000, false);
+            w.observe(&mut c, 40 * 86_400_000);
+            // Observing again updates the same entry.
+            w.observe(&mut c, 41 * 86_400_000);
         }
+        // A campaign too young to count (1 min into a 30-min curve).
+        let mut young = CampaignDelays::new(0, 10_000);
+        young.direct_clicks = 5000;
+        w.observe(&mut young, 60_000);
+        w.refresh();
         assert_eq!(w.campaigns(), 3);
         let (m, kappa) = w.click_through_prior();
         assert!((m - 0.02).abs() < 1e-12, "{m}");
@@ -256,7 +327,7 @@ mod tests {
                 c.counts[bin_of_delay(d)] += 1;
                 c.direct_clicks += 1;
             }
-            w.observe(&mut c, 30 * 86_400_000, false);
+            w.observe(&mut c, 30 * 86_400_000);
         }
         let median = w.delay_quantile(0.5);
         assert!((median / 21_600_000.0 - 1.0).abs() < 0.1, "median {median}");

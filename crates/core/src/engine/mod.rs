@@ -183,6 +183,28 @@ pub struct TargetView {
     pub forecast_rps: f64,
     /// Clicks counted for this target.
     pub clicks: u64,
+    /// What its direct wave has learned (`forecast.learn`; absent when off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_wave: Option<DirectWaveView>,
+}
+
+/// A target's learned direct wave (`direct_wave.rs`), as reported by
+/// `/api/targets` and the `floodgate_target_response_delay_seconds` and
+/// `floodgate_target_click_through` gauges.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DirectWaveView {
+    /// Median send → direct click delay of the learned curve, seconds.
+    pub response_median_s: f64,
+    /// Its 90th percentile, seconds.
+    pub response_p90_s: f64,
+    /// Direct clicks learned from.
+    pub delays: f64,
+    /// The click-through a new campaign starts from.
+    pub click_through: f64,
+    /// Its weight, in recipients.
+    pub click_through_weight: f64,
+    /// Campaigns whose click-through was pooled.
+    pub campaigns: u32,
 }
 
 /// A target service: its planner (with its campaigns' latest demand) and
@@ -582,6 +604,7 @@ impl Engine {
                 desired_replicas: t.planner.current(),
                 forecast_rps: t.planner.forecast_rps(),
                 clicks: t.clicks,
+                direct_wave: self.cfg.forecast.learn.then(|| t.direct.view()),
             })
             .collect();
         v.sort_by(|a, b| a.target.cmp(&b.target));
@@ -702,7 +725,7 @@ impl Engine {
             // What the campaign taught its target, up to the bins closed.
             if let (Some(t), Some(d), Some(closed)) = (c.target, c.delays.as_deref_mut(), self.closed) {
                 if self.cfg.forecast.learn && c.target_since_bin < closed {
-                    self.targets[t as usize].direct.observe(d, closed * self.bin_ms, true);
+                    self.targets[t as usize].direct.observe(d, closed * self.bin_ms);
                 }
             }
             self.index.remove(&*c.name);
@@ -886,7 +909,7 @@ impl Engine {
         d.recipients = recipients;
         d.count_bin(b * self.bin_ms, end, imported);
         if let Some(t) = target {
-            self.targets[t as usize].direct.observe(d, end, false);
+            self.targets[t as usize].direct.observe(d, end);
         }
     }
 

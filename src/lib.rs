@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod backtest;
+pub mod config;
 pub mod evaluate;
 pub mod http;
 pub mod replay;
@@ -53,5 +54,6 @@ pub mod status;
 pub mod telemetry;
 
 // The pure core, re-exported under its old paths so `floodgate::engine`,
-// `crate::decode`, … keep naming the same things.
-pub use floodgate_core::{config, decode, engine, event, ingest, signal, simulate, time};
+// `crate::decode`, … keep naming the same things (`config` is this crate's,
+// which re-exports the core's sections).
+pub use floodgate_core::{decode, engine, event, ingest, signal, simulate, time};

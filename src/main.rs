@@ -283,7 +283,7 @@ fn load_config(path: Option<&Path>) -> Result<Arc<Config>> {
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
     let cfg = load_config(args.config.as_deref())?;
     let source = cfg.output.source.clone();
-    let mut engine = Engine::new(cfg)?.with_estimates(args.estimates);
+    let mut engine = Engine::new(&*cfg)?.with_estimates(args.estimates);
     let input: Box<dyn io::Read + Send> = if args.path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
@@ -392,7 +392,7 @@ fn cmd_simulate(args: SimulateArgs) -> Result<()> {
 fn cmd_config(args: ConfigArgs) -> Result<()> {
     let cfg = load_config(args.config.as_deref())?;
     // Also check what only the engine checks (e.g. the generation interval).
-    Engine::new(cfg.clone())?;
+    Engine::new(&*cfg)?;
     let text = toml::to_string_pretty(&*cfg).context("rendering the configuration as TOML")?;
     print!("{text}");
     Ok(())

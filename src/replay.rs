@@ -280,14 +280,13 @@ pub fn replay_bytes(data: &[u8], engine: &mut Engine) -> (Vec<Signal>, ReplayRep
 #[cfg(test)]
 mod tests {
     use std::io::BufReader;
-    use std::sync::Arc;
 
     use super::*;
     use crate::config::Config;
     use crate::decode::decode;
 
     fn run(data: &[u8], buffer: usize) -> (Vec<String>, ReplayReport, Vec<String>) {
-        let mut engine = Engine::new(Arc::new(Config::default())).expect("engine");
+        let mut engine = Engine::new(Config::default()).expect("engine");
         let (mut signals, mut errors) = (Vec::new(), Vec::new());
         let report = replay(
             BufReader::with_capacity(buffer, data),
@@ -335,7 +334,7 @@ mod tests {
         let lines: Vec<String> =
             crate::simulate::simulate(&crate::simulate::demo_scenario(4, 1_772_438_400_000)).into_iter().map(|e| e.line).collect();
         let data = lines.join("\n");
-        let new = || Engine::new(Arc::new(Config::default())).expect("engine").with_estimates(true);
+        let new = || Engine::new(Config::default()).expect("engine").with_estimates(true);
         let (split, _, _) = replay_bytes(data.as_bytes(), &mut new());
         let (mut a, mut b) = (new(), new());
         let (mut whole, mut halves, mut out) = (Vec::new(), Vec::new(), Vec::new());

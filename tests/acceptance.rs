@@ -7,7 +7,6 @@
 //! configuration.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use floodgate::config::Config;
 use floodgate::engine::Engine;
@@ -32,7 +31,7 @@ fn run(seed: u64) -> Run {
         log.push_str(&e.line);
         log.push('\n');
     }
-    let mut engine = Engine::new(Arc::new(Config::default())).expect("default config").with_estimates(true);
+    let mut engine = Engine::new(Config::default()).expect("default config").with_estimates(true);
     let (signals, report, errors) = replay_bytes(log.as_bytes(), &mut engine);
     assert!(errors.is_empty(), "simulated log must be clean: {:?}", errors.first());
     assert_eq!(report.accepted as usize, events.len());

@@ -31,7 +31,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 
 use floodgate::config::Config;
 use floodgate::decode::decode;
@@ -115,7 +114,7 @@ fn engine_estimates(f: &Fixture, window_bins: usize) -> BTreeMap<i64, floodgate:
         f.std_si * 60.0
     );
     let cfg = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{}: config {toml}: {e}", f.name));
-    let mut engine = Engine::new(Arc::new(cfg)).expect("valid engine config").with_estimates(true);
+    let mut engine = Engine::new(cfg).expect("valid engine config").with_estimates(true);
     let log = event_log(f);
     let mut signals = Vec::new();
     let mut applied = 0usize;

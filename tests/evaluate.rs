@@ -26,7 +26,7 @@ fn demo_log(seed: u64) -> Vec<u8> {
 #[test]
 fn every_estimate_has_a_forecast_with_an_interval() {
     let log = demo_log(3);
-    let mut engine = Engine::new(Arc::new(Config::default())).expect("engine").with_estimates(true);
+    let mut engine = Engine::new(Config::default()).expect("engine").with_estimates(true);
     let (signals, _, _) = replay_bytes(&log, &mut engine);
     let estimates: Vec<_> = signals.iter().filter_map(|s| if let Signal::Estimate(e) = s { Some(e) } else { None }).collect();
     assert!(estimates.len() > 100, "{}", estimates.len());

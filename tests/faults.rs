@@ -155,7 +155,7 @@ fn reference_clicks(input: &[Record]) -> BTreeMap<String, u64> {
     let mut clicks = BTreeMap::new();
     for (_, mut recs) in by_partition {
         recs.sort_by_key(|r| r.offset);
-        let mut engine = floodgate::engine::Engine::new(cfg.clone()).unwrap().with_estimates(false);
+        let mut engine = floodgate::engine::Engine::new(&*cfg).unwrap().with_estimates(false);
         let mut out = Vec::new();
         for r in recs {
             if let Ok(ev) = floodgate::decode::decode(&r.payload) {

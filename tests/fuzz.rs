@@ -82,7 +82,7 @@ fn decoder_and_engine_survive_mutated_input() {
         .expect("config");
     let max_campaigns = cfg.limits.max_campaigns as usize;
     let cfg = Arc::new(cfg);
-    let mut engine = Engine::new(cfg.clone()).expect("engine").with_estimates(true);
+    let mut engine = Engine::new(&*cfg).expect("engine").with_estimates(true);
     let (mut cursor, mut rounds, mut accepted) = (0usize, 0u64, 0u64);
     let mut rng = Rng::new(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -98,7 +98,7 @@ fn decoder_and_engine_survive_mutated_input() {
                 engine.flush(&mut out);
                 out.clear();
                 cursor = 0;
-                engine = Engine::new(cfg.clone()).expect("engine").with_estimates(true);
+                engine = Engine::new(&*cfg).expect("engine").with_estimates(true);
                 rounds += 1;
             }
             let i = (cursor + (rng.next_u64() % 40) as usize).min(corpus.len() - 1);

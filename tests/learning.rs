@@ -3,8 +3,6 @@
 //! stable click-through, teach the target its response curve and
 //! click-through; the configured constants (30 min, 5 %) are only the prior.
 
-use std::sync::Arc;
-
 use floodgate::config::Config;
 use floodgate::engine::Engine;
 use floodgate::replay::replay_bytes;
@@ -45,7 +43,7 @@ fn log(seed: u64) -> Vec<u8> {
 /// far-future guard is widened so that no event is held back as a typo.
 fn engine(toml: &str) -> Engine {
     let toml = format!("[estimator]\nmax_future = \"1d\"\n{toml}");
-    Engine::new(Arc::new(Config::from_toml(&toml).expect("config"))).expect("engine")
+    Engine::new(Config::from_toml(&toml).expect("config")).expect("engine")
 }
 
 #[test]

@@ -70,11 +70,11 @@ fn a_flood_of_unique_campaign_ids_is_bounded_and_harmless() {
     }
 
     let cfg = Arc::new(Config::from_toml("[limits]\nmax_campaigns = 100000\n").expect("config"));
-    let (clean_signals, _, _) = replay_bytes(clean.as_bytes(), &mut Engine::new(cfg.clone()).expect("engine"));
+    let (clean_signals, _, _) = replay_bytes(clean.as_bytes(), &mut Engine::new(&*cfg).expect("engine"));
 
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    let mut engine = Engine::new(cfg).expect("engine");
+    let mut engine = Engine::new(&*cfg).expect("engine");
     // Keep only the real campaigns' signals (the junk ones' estimates would
     // otherwise dominate the measured heap).
     let mut dirty_signals = Vec::new();

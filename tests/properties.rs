@@ -5,8 +5,6 @@
 //! * an estimate's `local_cases` / `imported_cases` are exactly the clicks of
 //!   its window (window sums).
 
-use std::sync::Arc;
-
 use floodgate::config::Config;
 use floodgate::engine::Engine;
 use floodgate::replay::replay_bytes;
@@ -93,7 +91,7 @@ fn run(lines: &[String]) -> Vec<Signal> {
     let cfg =
         Config::from_toml("[estimator]\nwindow = 5\nmax_future = \"1d\"\nlineage_window = \"20m\"\n[detector]\nmin_local_cases = 3\n")
             .expect("config");
-    let mut engine = Engine::new(Arc::new(cfg)).expect("engine").with_estimates(true);
+    let mut engine = Engine::new(cfg).expect("engine").with_estimates(true);
     let (signals, _, errors) = replay_bytes((lines.join("\n") + "\n").as_bytes(), &mut engine);
     assert!(errors.is_empty(), "{:?}", errors.first());
     signals

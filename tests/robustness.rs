@@ -4,7 +4,6 @@
 //! and the estimates stay within 5 % of the clean log's.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use floodgate::config::Config;
 use floodgate::engine::Engine;
@@ -25,7 +24,7 @@ fn estimates(signals: &[Signal]) -> BTreeMap<(String, i64), (f64, u64)> {
 }
 
 fn engine() -> Engine {
-    Engine::new(Arc::new(Config::default())).expect("defaults").with_estimates(true)
+    Engine::new(Config::default()).expect("defaults").with_estimates(true)
 }
 
 const MALFORMED: [&str; 8] = [

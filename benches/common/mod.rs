@@ -6,7 +6,6 @@
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use floodgate::config::Config;
 use floodgate::simulate::{simulate, CampaignSpec, SimSpec};
@@ -37,8 +36,8 @@ pub fn write_result(name: &str, json: &str) {
 }
 
 /// The default configuration with room for `campaigns` campaigns.
-pub fn config(campaigns: u32) -> Arc<Config> {
-    Arc::new(Config::from_toml(&format!("[limits]\nmax_campaigns = {campaigns}\n")).expect("bench config"))
+pub fn config(campaigns: u32) -> Config {
+    Config::from_toml(&format!("[limits]\nmax_campaigns = {campaigns}\n")).expect("bench config")
 }
 
 /// One group of concurrent mailings: `n` campaigns sent 15 s apart, R cycling

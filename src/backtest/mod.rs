@@ -445,7 +445,7 @@ fn check_model(model: &Model) -> Result<(), BacktestError> {
 
 /// Reads the log's traffic and replays it through the engine.
 pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> {
-    let mut engine = Engine::new(cfg.clone())?.with_estimates(true);
+    let mut engine = Engine::new(&*cfg)?.with_estimates(true);
     let lateness = cfg.estimator.allowed_lateness.ms();
 
     // 1. One pass through the ingest step: the engine's signals, and the

@@ -617,7 +617,7 @@ pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Eva
     let mut pending_onsets: HashMap<(String, i64), usize> = HashMap::new();
     let mut errors: Vec<String> = Vec::new();
 
-    let mut engine = Engine::new(Arc::new(cfg))?.with_estimates(true);
+    let mut engine = Engine::new(cfg)?.with_estimates(true);
     let mut on_estimate = |e: &Estimate, ev: &mut Evaluation, pending_onsets: &mut HashMap<(String, i64), usize>| {
         let Some(t) = truth.get(&*e.campaign) else { return };
         let path = &e.forecast.path;

@@ -380,7 +380,6 @@ fn read_chunks<R: Read>(mut input: R, chunk_bytes: usize, to_workers: &[SyncSend
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
     use crate::config::Config;
@@ -410,7 +409,7 @@ mod tests {
 
     fn engine() -> Engine {
         let cfg = Config::from_toml("[limits]\nmax_event_bytes = 400\n").expect("config");
-        Engine::new(Arc::new(cfg)).expect("engine").with_estimates(true)
+        Engine::new(cfg).expect("engine").with_estimates(true)
     }
 
     /// A log with every kind of trouble: duplicates, undecodable and too

@@ -181,7 +181,7 @@ impl Ctx {
     fn start_partition(&self, a: Assigned) {
         let shared = Arc::new(PartitionShared::new(a.at.topic.clone(), a.at.partition, a.start.start, a.start.committed, a.high));
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let engine = match Engine::new(self.cfg.clone()) {
+        let engine = match Engine::new(&*self.cfg) {
             Ok(e) => e.with_estimates(self.estimate_topic.is_some()),
             Err(e) => {
                 tracing::error!(error = %e, "engine configuration");

@@ -227,7 +227,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the service until `shutdown` fires (or a fatal error).
 pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceError> {
-    Engine::new(cfg.clone())?;
+    Engine::new(&*cfg)?;
     let k = &cfg.kafka;
     let metrics = Metrics::new();
     // One internal stop channel: the caller's shutdown, or a fatal producer error.

@@ -69,7 +69,7 @@ pub fn standard_lines(max_recipients: u64) -> Vec<String> {
 
 /// Signals `replay` produces for `lines` with the default configuration.
 pub fn replay_signals(lines: &[String]) -> Vec<floodgate::signal::Signal> {
-    let cfg = Arc::new(floodgate::config::Config::default());
+    let cfg = floodgate::config::Config::default();
     let mut engine = floodgate::engine::Engine::new(cfg).unwrap();
     let data = lines.join("\n");
     floodgate::replay::replay_bytes(data.as_bytes(), &mut engine).0
@@ -372,7 +372,7 @@ pub fn committed_offset(broker: &str, group: &str, topic: &str, partition: i32) 
 /// still open at the end are *not* flushed (`run` never flushes), and no
 /// estimates (no estimate topic). Dead letters (bad lines) have no effect.
 pub fn run_reference(lines: &[Vec<u8>]) -> Vec<floodgate::signal::Signal> {
-    let cfg = Arc::new(floodgate::config::Config::default());
+    let cfg = floodgate::config::Config::default();
     let mut engine = floodgate::engine::Engine::new(cfg).unwrap().with_estimates(false);
     let mut out = Vec::new();
     for line in lines {

@@ -273,7 +273,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::engine::EngineConfig;
 
     /// What a Kafka-like driver (positions are offsets) is told.
     #[derive(Default)]
@@ -297,8 +297,8 @@ mod tests {
     }
 
     fn setup() -> (Engine, Ingest<u64>, Seen, Vec<Signal>) {
-        let cfg = Config::from_toml("[limits]\nmax_event_bytes = 200\n").expect("config");
-        let engine = Engine::new(&cfg).expect("engine");
+        let limits = crate::config::LimitsConfig { max_event_bytes: 200, ..Default::default() };
+        let engine = Engine::new(EngineConfig { limits, ..EngineConfig::default() }).expect("engine");
         let ingest = Ingest::new(engine.config());
         (engine, ingest, Seen::default(), Vec::new())
     }

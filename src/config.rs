@@ -1,0 +1,374 @@
+//! The application's configuration: one typed struct, read from TOML,
+//! overridden by environment variables, validated once at start with errors
+//! that name the key.
+//!
+//! Every key has a default that works for email (see `deploy/floodgate.toml`
+//! and the README's configuration table, which list them all). Environment
+//! overrides take the form `FLOODGATE_<SECTION>__<KEY>` (nested sections are
+//! joined with `__` as well), e.g. `FLOODGATE_KAFKA__BROKERS=10.0.0.1:9092` or
+//! `FLOODGATE_ESTIMATOR__GENERATION_INTERVAL__MEAN=20m`. Values are read as TOML
+//! when they parse as such (numbers, booleans) and as strings otherwise; a
+//! comma-separated value sets a list key. Under `kafka.properties` the key is
+//! a librdkafka property with `_` standing for `.`:
+//! `FLOODGATE_KAFKA__PROPERTIES__SASL_MECHANISM=PLAIN` sets `sasl.mechanism`.
+//!
+//! The engine's sections and their checks live in `floodgate-core`
+//! (`floodgate_core::config`, re-exported here); this module adds the
+//! sections only the service reads (`[output]`, `[kafka]`, `[http]`,
+//! `[log]`), the file and the environment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use floodgate_core::config::*;
+use floodgate_core::engine::EngineConfig;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How R is estimated.
+    pub estimator: EstimatorConfig,
+    /// When a campaign counts as viral.
+    pub detector: DetectorConfig,
+    /// How demand is forecast.
+    pub forecast: ForecastConfig,
+    /// How demand becomes replicas (defaults for every target).
+    pub planner: PlannerConfig,
+    /// Per-target overrides of `[planner]`, keyed by target service name.
+    pub targets: BTreeMap<String, TargetOverrides>,
+    /// Bounds on state and input.
+    pub limits: LimitsConfig,
+    /// Output records.
+    pub output: OutputConfig,
+    /// Kafka source and sinks (`floodgate run`).
+    pub kafka: KafkaConfig,
+    /// HTTP server (`floodgate run`).
+    pub http: HttpConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// CloudEvents `source` attribute. Default `urn:floodgate`.
+    pub source: String,
+    /// Number of campaigns in the bounded top-K (metrics, `/api/campaigns`). Default 20.
+    pub top_k: u32,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig { source: "urn:floodgate".into(), top_k: 20 }
+    }
+}
+
+/// `[kafka]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Consumer group id. Default `floodgate`.
+    pub group: String,
+    /// Topics with send, click and forward events. Default `["floodgate.events"]`.
+    pub input_topics: Vec<String>,
+    /// Topic for signals (CloudEvents JSON, keyed by campaign or target). Default `floodgate.signals`.
+    pub signal_topic: String,
+    /// Topic for `floodgate.estimate` records; empty = not published. Default empty.
+    pub estimate_topic: String,
+    /// Topic for undecodable or invalid input. Default `floodgate.dead-letter`.
+    pub dead_letter_topic: String,
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`, `sasl.mechanism`).
+    pub properties: BTreeMap<String, String>,
+    /// Partitions idle this long (wall clock) advance their watermark by the wall clock. Default `1m`.
+    pub idle_partition_timeout: Duration,
+    /// Longest wait for broker acknowledgements at shutdown. Default `10s`.
+    pub shutdown_timeout: Duration,
+    /// How far back (in messages) a newly assigned partition is rewound before
+    /// its committed offset to rebuild campaign state (signals suppressed up to
+    /// the committed offset). Should cover a partition's traffic over the
+    /// rebuild span (see `service::rebuild_span_ms`). Default 200000.
+    pub rebuild_max_messages: u64,
+    /// How often the offsets of applied and acknowledged events are committed. Default `1s`.
+    pub commit_interval: Duration,
+    /// `/readyz` is ready only while every assigned partition lags by at most this many messages. Default 10000.
+    pub ready_max_lag: u64,
+    /// Whether `run` creates missing output topics (signals, estimates, dead
+    /// letters) at start. With `false` (clusters where applications may not
+    /// create topics) signals for a missing topic are retried until it
+    /// exists, and consumption pauses meanwhile. Default `true`.
+    pub create_topics: bool,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group: "floodgate".into(),
+            input_topics: vec!["floodgate.events".into()],
+            signal_topic: "floodgate.signals".into(),
+            estimate_topic: String::new(),
+            dead_letter_topic: "floodgate.dead-letter".into(),
+            properties: BTreeMap::new(),
+            idle_partition_timeout: Duration(60_000),
+            shutdown_timeout: Duration(10_000),
+            rebuild_max_messages: 200_000,
+            commit_interval: Duration(1_000),
+            ready_max_lag: 10_000,
+            create_topics: true,
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address for `/metrics`, `/healthz`, `/readyz`, `/api/campaigns`.
+    /// Default `127.0.0.1:9898` (localhost only; set `0.0.0.0:9898` in a container).
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:9898".into() }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `pretty` or `json`. Default `pretty`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `floodgate=debug`. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "pretty".into(), level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or the defaults when `None`), applies the `FLOODGATE_*`
+    /// variables of the process environment, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_with_env(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "defaults".to_string()),
+        };
+        Self::from_toml_with_env(&text, &origin, env)
+    }
+
+    /// Parses TOML text, applies environment overrides and validates.
+    pub fn from_toml_with_env(text: &str, origin: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { origin: origin.to_string(), message: e.to_string() })?;
+        for (k, v) in env {
+            // Every key lives in a section, so an override has a `__`; other
+            // FLOODGATE_* variables belong to the tooling (FLOODGATE_CACHE,
+            // FLOODGATE_PYTHON, FLOODGATE_KAFKA_STATE, …) and are ignored.
+            if let Some(path) = k.strip_prefix("FLOODGATE_").filter(|p| p.contains("__")) {
+                apply_env(&mut value, path, &v)?;
+            }
+        }
+        let cfg: Config = Config::deserialize(toml::Value::Table(value))
+            .map_err(|e| ConfigError::Parse { origin: origin.to_string(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text without looking at the environment.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_toml_with_env(text, "text", std::iter::empty())
+    }
+
+    /// Checks ranges and consistency. Every error names its key. The
+    /// engine's sections are checked by [`EngineConfig::new`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.checked_engine_config()?;
+        if self.output.source.is_empty() {
+            return Err(invalid("output.source", "must not be empty"));
+        }
+        if !matches!(self.log.format.as_str(), "pretty" | "json") {
+            return Err(invalid("log.format", format!("`{}` is not one of pretty, json", self.log.format)));
+        }
+        Ok(())
+    }
+
+    /// The engine's part of this configuration, checked.
+    pub fn checked_engine_config(&self) -> Result<EngineConfig, ConfigError> {
+        EngineConfig::new(
+            self.estimator.clone(),
+            self.detector.clone(),
+            self.forecast.clone(),
+            self.planner.clone(),
+            self.targets.clone(),
+            self.limits.clone(),
+        )
+    }
+
+    /// `estimator.window` in bins (valid after [`Config::validate`]).
+    pub fn window_in_bins(&self) -> u32 {
+        span_in_bins("estimator.window", self.estimator.window, self.estimator.bin.ms()).unwrap_or(10)
+    }
+
+    /// `estimator.lineage_window` in bins (valid after [`Config::validate`]).
+    pub fn lineage_window_in_bins(&self) -> u32 {
+        span_in_bins("estimator.lineage_window", self.estimator.lineage_window, self.estimator.bin.ms()).unwrap_or(60)
+    }
+
+    /// The capacity model of `target`: `[planner]` with `[targets.<target>]` applied.
+    pub fn planner_for(&self, target: &str) -> PlannerConfig {
+        TargetOverrides::apply(self.targets.get(target), &self.planner)
+    }
+
+    /// The part of this configuration the engine reads (valid after
+    /// [`Config::validate`]).
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            estimator: self.estimator.clone(),
+            detector: self.detector.clone(),
+            forecast: self.forecast.clone(),
+            planner: self.planner.clone(),
+            targets: self.targets.clone(),
+            limits: self.limits.clone(),
+            window_bins: self.window_in_bins(),
+            lineage_window_bins: self.lineage_window_in_bins(),
+        }
+    }
+}
+
+impl From<&Config> for EngineConfig {
+    fn from(cfg: &Config) -> EngineConfig {
+        cfg.engine_config()
+    }
+}
+
+impl From<Config> for EngineConfig {
+    fn from(cfg: Config) -> EngineConfig {
+        cfg.engine_config()
+    }
+}
+
+/// Sets one `FLOODGATE_A__B__C=value` override in the TOML tree.
+fn apply_env(root: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let parts: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::Parse { origin: "environment".into(), message: format!("FLOODGATE_{path}: empty key segment") });
+    }
+    let (last, sections) = match parts.split_last() {
+        Some(x) => x,
+        None => return Ok(()),
+    };
+    let mut table = root;
+    for s in sections {
+        let entry = table.entry(s.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            _ => {
+                return Err(ConfigError::Parse {
+                    origin: "environment".into(),
+                    message: format!("FLOODGATE_{path}: `{s}` is not a section"),
+                })
+            }
+        };
+    }
+    let is_properties = sections.len() == 2 && sections[0] == "kafka" && sections[1] == "properties";
+    let key = if is_properties { last.replace('_', ".") } else { last.clone() };
+    let value = if is_properties {
+        toml::Value::String(raw.to_string())
+    } else if is_list_key(sections, last) {
+        toml::Value::Array(raw.split(',').map(|s| toml::Value::String(s.trim().to_string())).filter(|v| v.as_str() != Some("")).collect())
+    } else {
+        match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+            Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_string())),
+            Err(_) => toml::Value::String(raw.to_string()),
+        }
+    };
+    table.insert(key, value);
+    Ok(())
+}
+
+fn is_list_key(sections: &[String], last: &str) -> bool {
+    sections.len() == 1 && sections[0] == "kafka" && last == "input_topics"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.window_in_bins(), 10);
+        assert_eq!(c.lineage_window_in_bins(), 60);
+        assert_eq!(c.estimator.generation_interval.mean.ms(), 17 * 60_000);
+    }
+
+    #[test]
+    fn file_values_and_env_overrides() {
+        let text = "[estimator]\nbin = \"30s\"\nwindow = 12\n[estimator.generation_interval]\nmean = \"20m\"\nsd = \"8m\"\n[targets.shop-web]\nmax_replicas = 40\n";
+        let c = Config::from_toml_with_env(
+            text,
+            "t",
+            env(&[
+                ("FLOODGATE_KAFKA__BROKERS", "10.0.0.1:9092"),
+                ("FLOODGATE_KAFKA__INPUT_TOPICS", "clicks, sends"),
+                ("FLOODGATE_DETECTOR__MIN_LOCAL_CASES", "50"),
+                ("FLOODGATE_KAFKA__PROPERTIES__SASL_MECHANISM", "PLAIN"),
+                ("FLOODGATE_ESTIMATOR__GENERATION_INTERVAL__SD", "9m"),
+                ("OTHER", "x"),
+                ("FLOODGATE_PYTHON", "/usr/bin/python3"),
+                ("FLOODGATE_KAFKA_STATE", "/tmp/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.estimator.bin.ms(), 30_000);
+        assert_eq!(c.window_in_bins(), 12);
+        assert_eq!(c.kafka.brokers, "10.0.0.1:9092");
+        assert_eq!(c.kafka.input_topics, vec!["clicks", "sends"]);
+        assert_eq!(c.detector.min_local_cases, 50);
+        assert_eq!(c.kafka.properties.get("sasl.mechanism").map(String::as_str), Some("PLAIN"));
+        assert_eq!(c.estimator.generation_interval.sd.ms(), 9 * 60_000);
+        assert_eq!(c.planner_for("shop-web").max_replicas, 40);
+        assert_eq!(c.planner_for("other").max_replicas, 200);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[estimator]\nbin = \"ten\"", "bin"),
+            ("[estimator]\nwindow = \"90s\"", "estimator.window"),
+            ("[estimator]\nprior_sd = -1.0", "estimator.prior_sd"),
+            ("[estimator]\nbogus = 1", "bogus"),
+            ("[detector]\nsubside_probability = 0.99", "detector.subside_probability"),
+            ("[estimator.generation_interval]\nmean = \"30s\"\nsd = \"10s\"", "estimator.generation_interval.mean"),
+            ("[targets.web]\nmin_replicas = 9\nmax_replicas = 3", "targets.web.max_replicas"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?}: {err}");
+        }
+    }
+}

@@ -132,6 +132,19 @@ impl DelayLearner {
         l
     }
 
+    /// Adds one complete bin of one campaign: `n` delays in bin `k`,
+    /// `below` of its delays in bins `0…k` (this one included).
+    pub fn fold(&mut self, k: usize, n: u32, below: f64) {
+        if k >= BINS {
+            return;
+        }
+        let n = f64::from(n);
+        self.in_bin[k] += n;
+        self.up_to_bin[k] += below;
+        self.observed += n;
+        self.dirty = true;
+    }
+
     /// Adds campaign `counts`' bins `from..to` (now complete) to the sums.
     /// Each bin of a campaign must be added once: the caller keeps how many
     /// it has added ([`mature_bins`] of the age when it last did).
@@ -142,13 +155,9 @@ impl DelayLearner {
         }
         let mut below: f64 = counts[..from].iter().map(|&n| f64::from(n)).sum();
         for (k, &n) in counts.iter().enumerate().take(to).skip(from) {
-            let n = f64::from(n);
-            below += n;
-            self.in_bin[k] += n;
-            self.up_to_bin[k] += below;
-            self.observed += n;
+            below += f64::from(n);
+            self.fold(k, n, below);
         }
-        self.dirty = true;
     }
 
     /// Delays that have entered the sums.

@@ -725,7 +725,8 @@ impl Engine {
             // What the campaign taught its target, up to the bins closed.
             if let (Some(t), Some(d), Some(closed)) = (c.target, c.delays.as_deref_mut(), self.closed) {
                 if self.cfg.forecast.learn && c.target_since_bin < closed {
-                    self.targets[t as usize].direct.observe(d, closed * self.bin_ms);
+                    let now = closed * self.bin_ms;
+                    self.targets[t as usize].direct.observe_bin(d, now, now, 0);
                 }
             }
             self.index.remove(&*c.name);
@@ -907,9 +908,8 @@ impl Engine {
         let target = c.target_at(b);
         let d = c.delays.get_or_insert_with(|| Box::new(CampaignDelays::new(first, recipients)));
         d.recipients = recipients;
-        d.count_bin(b * self.bin_ms, end, imported);
         if let Some(t) = target {
-            self.targets[t as usize].direct.observe(d, end);
+            self.targets[t as usize].direct.observe_bin(d, b * self.bin_ms, end, imported);
         }
     }
 

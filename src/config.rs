@@ -187,8 +187,10 @@ impl Config {
                 apply_env(&mut value, path, &v)?;
             }
         }
-        let cfg: Config = Config::deserialize(toml::Value::Table(value))
+        let given = value.clone();
+        let mut cfg: Config = Config::deserialize(toml::Value::Table(value))
             .map_err(|e| ConfigError::Parse { origin: origin.to_string(), message: e.to_string() })?;
+        cfg.follow_bin(|key| key_is_given(&given, key));
         cfg.validate()?;
         Ok(cfg)
     }
@@ -196,6 +198,82 @@ impl Config {
     /// Parses TOML text without looking at the environment.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         Self::from_toml_with_env(text, "text", std::iter::empty())
+    }
+
+    /// Gives every duration key that must relate to `estimator.bin` and that
+    /// the user did not set (`is_given(dotted key)` is false) a default valid
+    /// for that bin. The rule, one for every such key: today's default for
+    /// bins up to one minute, and the same number of bins for longer ones —
+    /// `max(default, n bins)` where `n` is the default in minutes (window 10,
+    /// lineage window 60, generation interval 17 / 10, response curve 30 / 30,
+    /// horizon 30, max future 60, idle timeout 360, forward delay
+    /// 7 / 6), windows rounded up to whole bins. The forward delay must come
+    /// before the click it causes: when that default is not shorter than the
+    /// generation interval's mean, it is 7/17 and 6/17 of that mean (the
+    /// proportions of `7m` / `6m` to `17m`) — or, if that share is not more
+    /// than one bin, halfway between one bin and the mean. `limits.idle_timeout` also covers the
+    /// estimator window. With the default `1m` bin every value is today's.
+    /// Keys the user set are left alone: [`Config::validate`] still checks
+    /// them and names them when they conflict with the bin.
+    pub fn follow_bin(&mut self, is_given: impl Fn(&str) -> bool) {
+        let bin = self.estimator.bin.ms();
+        if bin <= 0 {
+            return; // validate reports `estimator.bin`
+        }
+        let scaled = |minutes: i64| Duration((minutes * 60_000).max(minutes.saturating_mul(bin)));
+        let span = |minutes: i64| {
+            let ms = scaled(minutes).ms();
+            Span::Time(Duration((ms + bin - 1) / bin * bin))
+        };
+        let e = &mut self.estimator;
+        if !is_given("estimator.window") {
+            e.window = span(10);
+        }
+        if !is_given("estimator.lineage_window") {
+            e.lineage_window = span(60);
+        }
+        if !is_given("estimator.max_future") {
+            e.max_future = scaled(60);
+        }
+        if !is_given("estimator.generation_interval") {
+            e.generation_interval = DelayConfig { mean: scaled(17), sd: scaled(10) };
+        }
+        // A forward comes before the click it causes: when the usual default
+        // would not, it becomes the share of the generation interval that
+        // today's defaults have (7m and 6m of 17m), kept above one bin.
+        let gi_mean = e.generation_interval.mean.ms();
+        let fits = scaled(7).ms() < gi_mean;
+        if !is_given("estimator.forward.delay.mean") {
+            let share = gi_mean * 7 / 17;
+            let halfway = bin + (gi_mean - bin) / 2;
+            e.forward.delay.mean = Duration(if fits {
+                scaled(7).ms()
+            } else if share > bin {
+                share
+            } else {
+                halfway
+            });
+        }
+        if !is_given("estimator.forward.delay.sd") {
+            e.forward.delay.sd = if fits { scaled(6) } else { Duration((gi_mean * 6 / 17).max(1)) };
+        }
+        let f = &mut self.forecast;
+        if !is_given("forecast.horizon") {
+            f.horizon = scaled(30);
+        }
+        if !is_given("forecast.response.mean") {
+            f.response.mean = scaled(30);
+        }
+        if !is_given("forecast.response.sd") {
+            f.response.sd = scaled(30);
+        }
+        if !is_given("limits.idle_timeout") {
+            let window = match self.estimator.window {
+                Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin)),
+                Span::Time(d) => d,
+            };
+            self.limits.idle_timeout = scaled(360).max(window);
+        }
     }
 
     /// Checks ranges and consistency. Every error names its key. The
@@ -305,6 +383,22 @@ fn apply_env(root: &mut toml::Table, path: &str, raw: &str) -> Result<(), Config
     Ok(())
 }
 
+/// Whether the dotted `key` (e.g. `estimator.forward.delay.mean`) is present in
+/// the TOML tree the user gave (file and `FLOODGATE_*` variables).
+fn key_is_given(root: &toml::Table, key: &str) -> bool {
+    let mut table = root;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match table.get(part) {
+            None => return false,
+            Some(_) if parts.peek().is_none() => return true,
+            Some(toml::Value::Table(t)) => table = t,
+            Some(_) => return true,
+        }
+    }
+    false
+}
+
 fn is_list_key(sections: &[String], last: &str) -> bool {
     sections.len() == 1 && sections[0] == "kafka" && last == "input_topics"
 }
@@ -352,6 +446,72 @@ mod tests {
         assert_eq!(c.estimator.generation_interval.sd.ms(), 9 * 60_000);
         assert_eq!(c.planner_for("shop-web").max_replicas, 40);
         assert_eq!(c.planner_for("other").max_replicas, 200);
+    }
+
+    #[test]
+    fn minute_bin_defaults_are_todays() {
+        // Nothing set, and only the bin set to its default: every resolved
+        // value is the one `Default` has always had.
+        let shipped = toml::to_string(&Config::default()).unwrap();
+        for text in ["", "[estimator]\nbin = \"1m\"\n"] {
+            let c = Config::from_toml(text).unwrap();
+            assert_eq!(toml::to_string(&c).unwrap(), shipped, "{text:?}");
+        }
+        // A shorter bin keeps them too (nothing changes for 30 s users).
+        let c = Config::from_toml("[estimator]\nbin = \"30s\"\n").unwrap();
+        assert_eq!(c.lineage_window_in_bins(), 120);
+        assert_eq!(c.limits.idle_timeout.ms(), 6 * 3_600_000);
+        assert_eq!(c.estimator.forward.delay.mean.ms(), 420_000);
+        // A user's generation interval keeps today's forward delay when it fits.
+        let c = Config::from_toml("[estimator.generation_interval]\nmean = \"20m\"\nsd = \"8m\"\n").unwrap();
+        assert_eq!((c.estimator.forward.delay.mean.ms(), c.estimator.forward.delay.sd.ms()), (420_000, 360_000));
+    }
+
+    #[test]
+    fn daily_bins_need_only_bin_window_prior_and_generation_interval() {
+        let text = "[estimator]\nbin = \"1d\"\nwindow = 7\nprior_mean = 5.0\nprior_sd = 5.0\n\
+                    [estimator.generation_interval]\nmean = \"5d\"\nsd = \"2d\"\n";
+        let c = Config::from_toml(text).unwrap();
+        let day = 86_400_000;
+        assert_eq!(c.window_in_bins(), 7);
+        assert_eq!(c.lineage_window_in_bins(), 60);
+        assert_eq!(c.estimator.max_future.ms(), 60 * day);
+        assert_eq!(c.forecast.horizon.ms(), 30 * day);
+        assert_eq!(c.forecast.response.mean.ms(), 30 * day);
+        assert_eq!(c.planner.cooldown.ms(), 0, "the default cooldown (none) fits any bin");
+        assert_eq!(c.limits.idle_timeout.ms(), 360 * day);
+        // 7 days would not come before a 5-day generation: 7/17 and 6/17 of it.
+        assert_eq!(c.estimator.forward.delay.mean.ms(), 5 * day * 7 / 17);
+        assert_eq!(c.estimator.forward.delay.sd.ms(), 5 * day * 6 / 17);
+        // Only the bin set: the generation interval follows it as well.
+        let c = Config::from_toml("[estimator]\nbin = \"1d\"\n").unwrap();
+        assert_eq!(c.estimator.generation_interval.mean.ms(), 17 * day);
+        assert_eq!(c.window_in_bins(), 10);
+        // Through the environment as through the file.
+        let c = Config::from_toml_with_env("", "t", env(&[("FLOODGATE_ESTIMATOR__BIN", "1h")])).unwrap();
+        assert_eq!(c.lineage_window_in_bins(), 60);
+        assert_eq!(c.forecast.horizon.ms(), 30 * 3_600_000);
+    }
+
+    #[test]
+    fn a_set_key_that_conflicts_with_the_bin_is_named() {
+        let daily = "[estimator]\nbin = \"1d\"\nwindow = 7\n[estimator.generation_interval]\nmean = \"5d\"\nsd = \"2d\"\n";
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (&[("FLOODGATE_ESTIMATOR__LINEAGE_WINDOW", "1h")], "estimator.lineage_window"),
+            (&[("FLOODGATE_ESTIMATOR__MAX_FUTURE", "1h")], "estimator.max_future"),
+            (&[("FLOODGATE_FORECAST__HORIZON", "30m")], "forecast.horizon"),
+            (&[("FLOODGATE_FORECAST__RESPONSE__MEAN", "30m"), ("FLOODGATE_FORECAST__RESPONSE__SD", "30m")], "forecast.response.mean"),
+            (
+                &[("FLOODGATE_ESTIMATOR__FORWARD__DELAY__MEAN", "7m"), ("FLOODGATE_ESTIMATOR__FORWARD__DELAY__SD", "6m")],
+                "estimator.forward.delay.mean",
+            ),
+            (&[("FLOODGATE_LIMITS__IDLE_TIMEOUT", "6h")], "limits.idle_timeout"),
+        ];
+        assert!(Config::from_toml(daily).is_ok());
+        for (vars, key) in cases {
+            let err = Config::from_toml_with_env(daily, "t", env(vars)).unwrap_err().to_string();
+            assert!(err.contains(key), "{vars:?}: {err}");
+        }
     }
 
     #[test]

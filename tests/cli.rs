@@ -165,3 +165,62 @@ fn simulate_is_deterministic_and_replayable() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 rejected"));
 }
+
+/// A daily-incidence user sets `bin`, `window`, the prior and the generation
+/// interval and nothing else: `floodgate config` prints the duration keys at
+/// values that follow the bin, and `replay --estimates` of a daily log
+/// estimates R day by day.
+#[test]
+fn daily_bins_work_with_only_bin_window_prior_and_generation_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("daily.toml");
+    std::fs::write(
+        &cfg,
+        "[estimator]\nbin = \"1d\"\nwindow = 7\nprior_mean = 5.0\nprior_sd = 5.0\n\
+         generation_interval = { mean = \"5d\", sd = \"2d\" }\n",
+    )
+    .expect("write");
+    let out = bin().arg("config").arg("--config").arg(&cfg).output().expect("run config");
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let printed: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("config prints TOML");
+    let key = |section: &str, k: &str| printed[section][k].as_str().map(str::to_string);
+    assert_eq!(key("estimator", "lineage_window").as_deref(), Some("60d"));
+    assert_eq!(key("estimator", "max_future").as_deref(), Some("60d"));
+    assert_eq!(key("forecast", "horizon").as_deref(), Some("30d"));
+    assert_eq!(key("planner", "cooldown").as_deref(), Some("10d"));
+    assert_eq!(key("limits", "idle_timeout").as_deref(), Some("360d"));
+
+    // 40 days of one campaign: a send, then daily clicks without parents
+    // (incidence only) growing by about 20 % a day.
+    let day_ms: i64 = 86_400_000;
+    let start = 1_772_409_600_000_i64; // 2026-03-02T00:00:00Z
+    let mut log =
+        format!("{{\"type\":\"send\",\"campaign\":\"daily\",\"ts\":{start},\"recipients\":1000,\"target\":\"web\",\"id\":\"s\"}}\n");
+    let mut n = 0;
+    for d in 0..40_i64 {
+        let clicks = (3.0 * 1.2f64.powi(d as i32)).round() as i64;
+        for k in 0..clicks {
+            n += 1;
+            let ts = start + d * day_ms + 3_600_000 + k * 1000;
+            let generation = if d == 0 { 0 } else { 1 };
+            log.push_str(&format!(
+                "{{\"type\":\"click\",\"campaign\":\"daily\",\"ts\":{ts},\"id\":\"c-{n}\",\"generation\":{generation},\"target\":\"web\"}}\n"
+            ));
+        }
+    }
+    let events = dir.path().join("daily.ndjson");
+    std::fs::write(&events, &log).expect("write log");
+    let out = bin().arg("replay").arg(&events).arg("--config").arg(&cfg).arg("--estimates").output().expect("run replay");
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let estimates: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .filter(|s| s["type"] == "floodgate.estimate")
+        .collect();
+    assert!(estimates.len() >= 30, "one estimate per day expected, got {}: {stdout}", estimates.len());
+    let last = &estimates[estimates.len() - 1]["data"];
+    let r = last["r"]["mean"].as_f64().unwrap_or_else(|| panic!("estimate without r.mean: {last}"));
+    // Growth of 20 % a day with a 5-day generation interval: R ≈ 1.2^5 ≈ 2.5.
+    assert!(r > 1.5 && r < 4.0, "daily R {r}: {last}");
+}

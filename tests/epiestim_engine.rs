@@ -83,12 +83,13 @@ fn fixtures() -> Vec<Fixture> {
     all
 }
 
-/// The fixture's incidence as click events, one campaign, bins of one minute.
-fn event_log(f: &Fixture) -> String {
+/// The fixture's incidence as click events, one campaign, bins of `bin_ms`
+/// starting at `start_ms`.
+fn event_log(f: &Fixture, start_ms: i64, bin_ms: i64) -> String {
     let mut log = String::new();
     let mut n = 0u64;
     for (t, (&local, &imported)) in f.local_used.iter().zip(&f.imported_used).enumerate() {
-        let ts = START_MS + t as i64 * BIN_MS + BIN_MS / 2;
+        let ts = start_ms + t as i64 * bin_ms + bin_ms / 2;
         for (count, generation) in [(imported, 0), (local, 1)] {
             assert!(count >= 0.0 && count.fract() == 0.0, "{}: incidence must be whole numbers, got {count}", f.name);
             for _ in 0..count as u64 {
@@ -102,9 +103,9 @@ fn event_log(f: &Fixture) -> String {
     log
 }
 
-/// Estimates by window end (epoch ms, exclusive) for one window length.
-fn engine_estimates(f: &Fixture, window_bins: usize) -> BTreeMap<i64, floodgate::signal::Estimate> {
-    let toml = format!(
+/// The minute-bin configuration of the comparison: renewal forced, forwards off.
+fn minute_config(f: &Fixture, window_bins: usize) -> String {
+    format!(
         "[estimator]\nbin = \"1m\"\nwindow = {window_bins}\nmethod = \"renewal\"\nprior_mean = {}\nprior_sd = {}\n\
          generation_interval = {{ mean = \"{}s\", sd = \"{}s\" }}\n\
          [estimator.forward]\nenabled = false\ndelay = {{ mean = \"90s\", sd = \"60s\" }}\n",
@@ -112,10 +113,30 @@ fn engine_estimates(f: &Fixture, window_bins: usize) -> BTreeMap<i64, floodgate:
         f.std_prior,
         f.mean_si * 60.0,
         f.std_si * 60.0
-    );
-    let cfg = Config::from_toml(&toml).unwrap_or_else(|e| panic!("{}: config {toml}: {e}", f.name));
+    )
+}
+
+/// A daily-incidence configuration as an EpiEstim user writes it: the bin,
+/// the window, the prior and the serial interval, nothing else (every other
+/// duration key follows the bin).
+fn daily_config(f: &Fixture, window_bins: usize) -> String {
+    format!(
+        "[estimator]\nbin = \"1d\"\nwindow = {window_bins}\nprior_mean = {}\nprior_sd = {}\n\
+         generation_interval = {{ mean = \"{}s\", sd = \"{}s\" }}\n",
+        f.mean_prior,
+        f.std_prior,
+        f.mean_si * 86_400.0,
+        f.std_si * 86_400.0
+    )
+}
+
+/// Estimates by window end (epoch ms, exclusive) for one configuration, the
+/// fixture's days being bins of `bin_ms` from `start_ms`.
+fn engine_estimates(f: &Fixture, toml: &str, start_ms: i64, bin_ms: i64) -> BTreeMap<i64, floodgate::signal::Estimate> {
+    let cfg = Config::from_toml(toml).unwrap_or_else(|e| panic!("{}: config {toml}: {e}", f.name));
+    assert_eq!(cfg.estimator.bin.ms(), bin_ms, "{}: the bin of {toml}", f.name);
     let mut engine = Engine::new(cfg).expect("valid engine config").with_estimates(true);
-    let log = event_log(f);
+    let log = event_log(f, start_ms, bin_ms);
     let mut signals = Vec::new();
     let mut applied = 0usize;
     for (n, line) in log.lines().enumerate() {
@@ -132,8 +153,8 @@ fn engine_estimates(f: &Fixture, window_bins: usize) -> BTreeMap<i64, floodgate:
     // cases; the engine learns that time has passed from the watermark (in
     // `floodgate run`, idle partitions advance it), so advance it past the
     // series end, as the clock would.
-    let end_ms = START_MS + f.local_used.len() as i64 * BIN_MS;
-    engine.advance_to(end_ms + engine.config().estimator.allowed_lateness.ms() + BIN_MS, &mut signals);
+    let end_ms = start_ms + f.local_used.len() as i64 * bin_ms;
+    engine.advance_to(end_ms + engine.config().estimator.allowed_lateness.ms() + bin_ms, &mut signals);
     engine.flush(&mut signals);
     let expected: f64 = f.local_used.iter().chain(&f.imported_used).sum();
     assert_eq!(applied as f64, expected, "{}: every click applied", f.name);
@@ -151,17 +172,19 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1e-300)
 }
 
-#[test]
-fn engine_reproduces_epiestim_estimate_r_from_click_events() {
+/// Compares the engine with every non-NA EpiEstim window of every fixture,
+/// the engine configured by `config(fixture, window length)` with bins of
+/// `bin_ms` from `start_ms`; returns the number of windows compared.
+fn compare_with_epiestim(config: fn(&Fixture, usize) -> String, start_ms: i64, bin_ms: i64) -> usize {
     let mut compared = 0usize;
     let mut worst = (0.0f64, 0.0f64);
     for f in fixtures() {
         let lengths: BTreeSet<usize> = f.windows.iter().map(|w| w.t_end + 1 - w.t_start).collect();
         for len in lengths {
-            let est = engine_estimates(&f, len);
+            let est = engine_estimates(&f, &config(&f, len), start_ms, bin_ms);
             for w in f.windows.iter().filter(|w| w.t_end + 1 - w.t_start == len) {
                 let (Some(mean), Some(sd), Some(q025), Some(q975)) = (w.mean, w.std, w.q025, w.q975) else { continue };
-                let end_ms = START_MS + w.t_end as i64 * BIN_MS;
+                let end_ms = start_ms + w.t_end as i64 * bin_ms;
                 let ctx = format!("{} window {}..={} (1-based)", f.name, w.t_start, w.t_end);
                 let Some(e) = est.get(&end_ms) else {
                     panic!("{ctx}: EpiEstim has R = {mean} but the engine emitted no estimate for the window ending at {end_ms}")
@@ -189,6 +212,24 @@ fn engine_reproduces_epiestim_estimate_r_from_click_events() {
         }
     }
     eprintln!("compared {compared} windows; worst relative error: mean/sd {:e}, quantiles {:e}", worst.0, worst.1);
+    compared
+}
+
+#[test]
+fn engine_reproduces_epiestim_estimate_r_from_click_events() {
+    let compared = compare_with_epiestim(minute_config, START_MS, BIN_MS);
     // 108 + 25 + 13 + 22 non-NA windows in the four fixtures.
+    assert!(compared >= 150, "too few windows compared: {compared}");
+}
+
+/// Daily bins, configured with only `bin`, `window`, the prior and the
+/// generation interval (method `auto`, forwards on, every other duration key
+/// at the default that follows the bin): the engine still builds, takes the
+/// renewal estimator for clicks without parents and reproduces EpiEstim's
+/// daily estimates.
+#[test]
+fn daily_bins_with_only_the_epiestim_keys_reproduce_epiestim() {
+    const DAY_MS: i64 = 86_400_000;
+    let compared = compare_with_epiestim(daily_config, START_MS - START_MS % DAY_MS, DAY_MS);
     assert!(compared >= 150, "too few windows compared: {compared}");
 }

@@ -115,11 +115,12 @@ impl<'de> Deserialize<'de> for Span {
 pub struct EstimatorConfig {
     /// Width of an event-time bin. Default `1m`.
     pub bin: Duration,
-    /// Sliding window of the renewal estimator (bins or duration). Default `10m`.
+    /// Sliding window of the renewal estimator (bins or duration). Default
+    /// `10m`, or 10 bins when the bin is longer (the application's `Config::follow_bin`).
     pub window: Span,
     /// Cohort window of the lineage estimator: clickers of this recent span are
     /// followed (long enough to see most of their offspring: about 3.5 mean
-    /// generation intervals). Default `60m`.
+    /// generation intervals). Default `60m`, or 60 bins when the bin is longer.
     pub lineage_window: Span,
     /// Prior mean of R (Gamma prior, as EpiEstim). Default 5.
     pub prior_mean: f64,
@@ -130,14 +131,15 @@ pub struct EstimatorConfig {
     pub allowed_lateness: Duration,
     /// Events further than this ahead of the latest event time seen are
     /// rejected (reason `future`), so one bad clock cannot close every window.
-    /// Default `1h`.
+    /// Default `1h`, or 60 bins when the bin is longer.
     pub max_future: Duration,
     /// `auto` (lineage when clicks carry `parent`, else renewal), `renewal` or `lineage`. Default `auto`.
     pub method: MethodChoice,
     /// Share of local clicks that must carry a known `parent` for `auto` to use
     /// the lineage estimator. Default 0.9.
     pub lineage_min_coverage: f64,
-    /// Generation interval: click → offspring click.
+    /// Generation interval: click → offspring click. Default mean `17m`, sd
+    /// `10m`, or 17 and 10 bins when the bin is longer.
     pub generation_interval: DelayConfig,
     /// Forwards as a leading indicator.
     pub forward: ForwardConfig,
@@ -190,7 +192,9 @@ pub struct DelayConfig {
 pub struct ForwardConfig {
     /// Use forwards at all. Default true.
     pub enabled: bool,
-    /// Delay from a click to the clicker's forward. Default mean `7m`, sd `6m`.
+    /// Delay from a click to the clicker's forward. Default mean `7m`, sd `6m`
+    /// (or 7 and 6 bins when the bin is longer, shortened below the generation
+    /// interval when it would not fit: the application's `Config::follow_bin`).
     pub delay: DelayConfig,
     /// Prior click-through of a forwarded copy (offspring clicks per forwarded
     /// recipient), before the campaign's own matured forwards say otherwise. Default 0.3.
@@ -234,7 +238,7 @@ impl Default for DetectorConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForecastConfig {
-    /// How far ahead demand is forecast. Default `30m`.
+    /// How far ahead demand is forecast. Default `30m`, or 30 bins when the bin is longer.
     pub horizon: Duration,
     /// Expected direct click-through of a send (clicks per recipient) before
     /// any click is seen. Default 0.05.
@@ -242,7 +246,8 @@ pub struct ForecastConfig {
     /// Weight of that prior, in recipients, when it is updated with the observed
     /// direct clicks. Default 2000.
     pub click_through_weight: f64,
-    /// Delay from send to a direct click (response curve). Default mean `30m`, sd `30m`.
+    /// Delay from send to a direct click (response curve). Default mean `30m`,
+    /// sd `30m`, or 30 bins each when the bin is longer.
     pub response: DelayConfig,
     /// The posterior quantile of R used to project pass-along demand (a cautious
     /// planner uses more than the mean). Default 0.75.
@@ -357,7 +362,8 @@ pub struct LimitsConfig {
     pub max_targets: u32,
     /// Largest accepted event, in bytes. Default 65536.
     pub max_event_bytes: u32,
-    /// A campaign with no event for this long is forgotten. Default `6h`.
+    /// A campaign with no event for this long is forgotten. Default `6h`, or
+    /// 360 bins when the bin is longer, and at least `estimator.window`.
     pub idle_timeout: Duration,
     /// Event ids remembered for de-duplication (the open bins). Default 5000000.
     pub max_dedup_ids: u32,

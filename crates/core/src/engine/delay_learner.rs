@@ -25,8 +25,9 @@
 //! `F(e_k) = F(e_{k+1}) (1 − g_k)`, `F(e_K) = 1`. This is the
 //! nonparametric maximum-likelihood estimator for right-truncated data,
 //! binned. Each campaign's bin `k` enters the sums once, when its age
-//! passes `e_{k+1}` ([`DelayLearner::mature`]), and never changes after:
-//! the sums are kept, not the campaigns.
+//! passes `e_{k+1}` ([`DelayLearner::fold`]; [`DelayLearner::mature`] for
+//! a whole histogram at once), and never changes after: the sums are kept,
+//! not the campaigns.
 //!
 //! **The prior.** The configured parametric curve (`F₀`, bin masses `p_k`)
 //! enters as `W` pseudo-delays: `ĝ_k = (Σ n + W p_k) / (Σ N + W F₀(e_{k+1}))`.

@@ -189,22 +189,6 @@ impl DirectWave {
         (m, kappa)
     }
 
-    /// Campaigns whose click-through counted at the last refresh.
-    pub fn campaigns(&self) -> u32 {
-        self.campaigns
-    }
-
-    /// Delays learned from.
-    pub fn observed_delays(&self) -> f64 {
-        self.delays.observed()
-    }
-
-    /// The learned curve's `q` quantile, ms.
-    pub fn delay_quantile(&mut self, q: f64) -> f64 {
-        self.delays.refresh();
-        self.delays.quantile(q)
-    }
-
     /// What it has learned, for views and metrics (as of the last refresh,
     /// which every bin step makes).
     pub fn view(&self) -> super::DirectWaveView {
@@ -346,7 +330,7 @@ mod tests {
         let mut young = CampaignDelays::new(0, 10_000);
         w.observe_bin(&mut young, 0, 60_000, 5000);
         w.refresh();
-        assert_eq!(w.campaigns(), 3);
+        assert_eq!(w.view().campaigns, 3);
         let (m, kappa) = w.click_through_prior();
         assert!((m - 0.02).abs() < 1e-12, "{m}");
         let expected = 0.02 * 0.98 / (1e-4 - 0.02 * 0.98 / 10_000.0) - 1.0;
@@ -373,7 +357,8 @@ mod tests {
             }
             campaign_with(&mut w, &by_bin, 100_000, 30 * 86_400_000);
         }
-        let median = w.delay_quantile(0.5);
+        w.refresh();
+        let median = w.view().response_median_s * 1000.0;
         assert!((median / 21_600_000.0 - 1.0).abs() < 0.1, "median {median}");
     }
 }

@@ -790,8 +790,10 @@ impl Engine {
             self.stepped.push(slot as u32);
             self.detect_campaign(slot as u32, b, time_ms, out);
         }
-        for t in &mut self.targets {
-            t.direct.refresh();
+        if self.cfg.forecast.learn {
+            for t in &mut self.targets {
+                t.direct.refresh();
+            }
         }
     }
 
@@ -1042,12 +1044,10 @@ impl Engine {
         let path = forecast::predictive(&input, curve, spread);
         let table = path.clicks(self.model.horizon_bins).table();
         let clicks = CountInterval { mean: path.clicks(self.model.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) };
-        // The peak the plan half of this bin step will plan for (the same
-        // forecast, made here from the same known state, so it does not
-        // depend on which forecast the planner last made: a send's, made
-        // when it arrived, or the previous step's).
-        let rpc = target.map(|t| self.targets[t as usize].planner.config().requests_per_click);
-        let peak_rps = rpc.map_or(0.0, |rpc| self.campaign_demand(slot, b, time_ms, time_ms, target).peak_clicks_per_s * rpc);
+        // The peak this bin step planned for: `plan_bin` made this campaign's
+        // forecast (`Engine::forecast`, from the same known state) just
+        // before, so it is not a send's, made when the send arrived.
+        let peak_rps = if target.is_some() { c.demand_rps } else { 0.0 };
         Forecast { horizon_s: self.cfg.forecast.horizon.secs_f64(), clicks, peak_rps, path: Arc::new(path) }
     }
 

@@ -235,8 +235,18 @@ impl Config {
         if !is_given("estimator.max_future") {
             e.max_future = scaled(60);
         }
-        if !is_given("estimator.generation_interval") {
-            e.generation_interval = DelayConfig { mean: scaled(17), sd: scaled(10) };
+        if !is_given("estimator.generation_interval.mean") {
+            e.generation_interval.mean = scaled(17);
+        }
+        if !is_given("estimator.generation_interval.sd") {
+            e.generation_interval.sd = scaled(10);
+        }
+        if !is_given("estimator.generation_interval.follow") {
+            let lineage = match e.lineage_window {
+                Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin)),
+                Span::Time(d) => d,
+            };
+            e.generation_interval.follow = scaled(360).max(lineage);
         }
         // A forward comes before the click it causes: when the usual default
         // would not, it becomes the share of the generation interval that

@@ -13,7 +13,7 @@ use super::partition::PartitionShared;
 use super::{lock, Ctx};
 use crate::engine::TargetView;
 use crate::shutdown::Shutdown;
-use crate::sink::metrics::{best_direct_waves, rank_campaigns, sum_targets};
+use crate::sink::metrics::{best_direct_waves, best_generation_intervals, rank_campaigns, sum_targets};
 use crate::status::{ApiView, PartitionView, Status};
 
 /// Once a second: metrics from partition snapshots, lag, readiness, the API
@@ -96,6 +96,8 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
         ctx.metrics.set_targets(cfg, &summed);
         let waves = best_direct_waves(&refs);
         ctx.metrics.set_direct_waves(&waves);
+        let intervals = best_generation_intervals(&refs);
+        ctx.metrics.set_generation_intervals(&intervals);
         rank_campaigns(&mut all_top);
         all_top.truncate(cfg.output.top_k as usize);
         ctx.metrics.set_top_campaigns(&all_top);
@@ -114,6 +116,7 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
                 forecast_rps: *rps,
                 clicks: clicks.get(name.as_str()).copied().unwrap_or(0),
                 direct_wave: waves.get(name).cloned(),
+                generation_interval: intervals.get(name).cloned(),
             })
             .collect();
         *lock(&status.api) = ApiView { ready, campaigns: all_top, targets: target_views, partitions: parts };

@@ -29,7 +29,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
 use crate::config::Config;
 use crate::decode::RejectReason;
 use crate::engine::planner::replicas_for;
-use crate::engine::{CampaignView, DirectWaveView, Stats, TargetView};
+use crate::engine::{CampaignView, DirectWaveView, GenerationIntervalView, Stats, TargetView};
 
 /// Every metric of the service, registered in one registry.
 #[derive(Clone, Debug)]
@@ -71,6 +71,9 @@ pub struct Metrics {
     /// `floodgate_target_click_through{target}`: the learned click-through a
     /// new campaign starts from.
     pub click_through: GaugeVec,
+    /// `floodgate_target_generation_interval_seconds{target,quantile}`: the
+    /// learned click → offspring click delay's median and 90th percentile.
+    pub generation_interval: GaugeVec,
     /// `floodgate_campaign_r{campaign,stat}`.
     pub campaign_r: GaugeVec,
     /// `floodgate_campaign_p_viral{campaign}`.
@@ -215,6 +218,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            generation_interval: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new(
+                        "floodgate_target_generation_interval_seconds",
+                        "Learned click-to-offspring-click delay per target: median (quantile=\"0.5\") and 90th percentile (quantile=\"0.9\"); from the partition that learned from the most delays.",
+                    ),
+                    &["target", "quantile"],
+                )
+                .expect("valid metric"),
+            ),
             click_through: reg(
                 &r,
                 GaugeVec::new(
@@ -324,6 +338,14 @@ impl Metrics {
         }
     }
 
+    /// Sets the learned generation-interval gauges of each target.
+    pub fn set_generation_intervals(&self, intervals: &BTreeMap<String, GenerationIntervalView>) {
+        for (name, g) in intervals {
+            self.generation_interval.with_label_values(&[name, "0.5"]).set(g.median_s);
+            self.generation_interval.with_label_values(&[name, "0.9"]).set(g.p90_s);
+        }
+    }
+
     /// Adds the growth of the engine's shed counters from `before` to `now`
     /// to `floodgate_campaigns_shed_total{what}`.
     pub fn add_shed(&self, before: &Stats, now: &Stats) {
@@ -382,13 +404,29 @@ pub fn rank_campaigns(all: &mut [CampaignView]) {
 /// learned from the most direct clicks (each partition learns from its own
 /// campaigns).
 pub fn best_direct_waves(per_partition: &[&[TargetView]]) -> BTreeMap<String, DirectWaveView> {
-    let mut out: BTreeMap<String, DirectWaveView> = BTreeMap::new();
+    best_learned(per_partition, |t| t.direct_wave.as_ref(), |w| w.delays)
+}
+
+/// Each target's learned generation interval, from the partition engine
+/// that learned from the most parent → child delays.
+pub fn best_generation_intervals(per_partition: &[&[TargetView]]) -> BTreeMap<String, GenerationIntervalView> {
+    best_learned(per_partition, |t| t.generation_interval.as_ref(), |g| g.delays)
+}
+
+/// Per target, the learned value `get` of the partition engine whose value
+/// rests on the most data (`weight`).
+fn best_learned<V: Clone>(
+    per_partition: &[&[TargetView]],
+    get: impl Fn(&TargetView) -> Option<&V>,
+    weight: impl Fn(&V) -> f64,
+) -> BTreeMap<String, V> {
+    let mut out: BTreeMap<String, V> = BTreeMap::new();
     for t in per_partition.iter().flat_map(|v| v.iter()) {
-        let Some(w) = &t.direct_wave else { continue };
+        let Some(v) = get(t) else { continue };
         match out.get(&t.target) {
-            Some(best) if best.delays >= w.delays => {}
+            Some(best) if weight(best) >= weight(v) => {}
             _ => {
-                out.insert(t.target.clone(), w.clone());
+                out.insert(t.target.clone(), v.clone());
             }
         }
     }
@@ -486,7 +524,14 @@ mod tests {
         assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"shop-web\"}"), Some(120.0));
         assert_eq!(sample(&text, "floodgate_target_clicks_total{target=\"shop-web\"}"), Some(0.0));
         // A target seen in events gets the [planner] defaults, and goes away with its partitions.
-        let views = [TargetView { target: "blog-web".into(), desired_replicas: 2, forecast_rps: 400.0, clicks: 9, direct_wave: None }];
+        let views = [TargetView {
+            target: "blog-web".into(),
+            desired_replicas: 2,
+            forecast_rps: 400.0,
+            clicks: 9,
+            direct_wave: None,
+            generation_interval: None,
+        }];
         let summed = sum_targets(&cfg, &[&views]);
         m.set_targets(&cfg, &summed);
         let text = m.render();
@@ -513,17 +558,23 @@ mod tests {
             click_through_weight: 500.0,
             campaigns: 3,
         };
-        let view = |w: DirectWaveView| TargetView {
+        let interval = |median: f64, delays: f64| GenerationIntervalView { median_s: median, p90_s: 3.0 * median, delays };
+        let view = |w: DirectWaveView, g: GenerationIntervalView| TargetView {
             target: "blog-web".into(),
             desired_replicas: 2,
             forecast_rps: 1.0,
             clicks: 1,
             direct_wave: Some(w),
+            generation_interval: Some(g),
         };
-        let (a, b) = ([view(wave(600.0, 10.0))], [view(wave(1200.0, 5000.0))]);
+        // Partition a learned its interval from more delays, b its wave from more clicks.
+        let (a, b) = ([view(wave(600.0, 10.0), interval(1500.0, 900.0))], [view(wave(1200.0, 5000.0), interval(300.0, 20.0))]);
         let waves = best_direct_waves(&[&a, &b]);
         m.set_direct_waves(&waves);
+        m.set_generation_intervals(&best_generation_intervals(&[&a, &b]));
         let text = m.render();
+        assert_eq!(sample(&text, "floodgate_target_generation_interval_seconds{quantile=\"0.5\",target=\"blog-web\"}"), Some(1500.0));
+        assert_eq!(sample(&text, "floodgate_target_generation_interval_seconds{quantile=\"0.9\",target=\"blog-web\"}"), Some(4500.0));
         assert_eq!(sample(&text, "floodgate_target_response_delay_seconds{quantile=\"0.5\",target=\"blog-web\"}"), Some(1200.0));
         assert_eq!(sample(&text, "floodgate_target_response_delay_seconds{quantile=\"0.9\",target=\"blog-web\"}"), Some(4800.0));
         assert_eq!(sample(&text, "floodgate_target_click_through{target=\"blog-web\"}"), Some(0.01));

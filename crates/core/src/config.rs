@@ -138,9 +138,8 @@ pub struct EstimatorConfig {
     /// Share of local clicks that must carry a known `parent` for `auto` to use
     /// the lineage estimator. Default 0.9.
     pub lineage_min_coverage: f64,
-    /// Generation interval: click → offspring click. Default mean `17m`, sd
-    /// `10m`, or 17 and 10 bins when the bin is longer.
-    pub generation_interval: DelayConfig,
+    /// Generation interval: click → offspring click, and how it is learned.
+    pub generation_interval: GenerationIntervalConfig,
     /// Forwards as a leading indicator.
     pub forward: ForwardConfig,
 }
@@ -157,7 +156,7 @@ impl Default for EstimatorConfig {
             max_future: Duration(3_600_000),
             method: MethodChoice::Auto,
             lineage_min_coverage: 0.9,
-            generation_interval: DelayConfig { mean: Duration(1_020_000), sd: Duration(600_000) },
+            generation_interval: GenerationIntervalConfig::default(),
             forward: ForwardConfig::default(),
         }
     }
@@ -184,6 +183,50 @@ pub struct DelayConfig {
     pub mean: Duration,
     /// Standard deviation.
     pub sd: Duration,
+}
+
+/// `[estimator.generation_interval]`: the delay from a click to the clicks
+/// of its offspring, configured (the prior) and learned per target from
+/// parent → child delays (`engine/generation_learner.rs`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerationIntervalConfig {
+    /// Mean. Must exceed one bin. Default `17m`, or 17 bins when the bin is longer.
+    pub mean: Duration,
+    /// Standard deviation. Default `10m`, or 10 bins when the bin is longer.
+    pub sd: Duration,
+    /// Learn the interval per target from the delays between clicks and
+    /// their parents' clicks (right truncation corrected), with the
+    /// configured one as prior. `false` keeps the configured interval, and
+    /// with it EpiEstim parity. Default true.
+    pub learn: bool,
+    /// Weight of the configured interval against the learned delays, in
+    /// delays. Default 50.
+    pub learn_weight: f64,
+    /// How long a clicker is followed, so that its late offspring are still
+    /// linked to it and the interval's long tail can be learned (the lineage
+    /// estimate itself uses `lineage_window`). At least `lineage_window`.
+    /// Default `6h`, or 360 bins when the bin is longer.
+    pub follow: Duration,
+}
+
+impl Default for GenerationIntervalConfig {
+    fn default() -> Self {
+        GenerationIntervalConfig {
+            mean: Duration(1_020_000),
+            sd: Duration(600_000),
+            learn: true,
+            learn_weight: 50.0,
+            follow: Duration(6 * 3_600_000),
+        }
+    }
+}
+
+impl GenerationIntervalConfig {
+    /// The configured interval's mean and sd.
+    pub fn delay(&self) -> DelayConfig {
+        DelayConfig { mean: self.mean, sd: self.sd }
+    }
 }
 
 /// `[estimator.forward]`: how forwards sharpen early estimates.

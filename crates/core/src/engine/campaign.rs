@@ -138,8 +138,10 @@ impl Campaign {
     }
 
     /// Applies the pending items of bin `b`: registers its clickers first,
-    /// then links offspring and forwards.
-    pub fn settle_bin(&mut self, b: i64, work: &mut Vec<Pending>) {
+    /// then links offspring and forwards. The cohort of each linked
+    /// offspring's parent is appended to `parents` (what the generation
+    /// interval is learned from).
+    pub fn settle_bin(&mut self, b: i64, work: &mut Vec<Pending>, parents: &mut Vec<i64>) {
         work.clear();
         let mut i = 0;
         while i < self.pending.len() {
@@ -157,7 +159,12 @@ impl Campaign {
         let mut linked = 0u32;
         for p in work.iter() {
             match p.what {
-                PendingKind::Click { has_parent: true, .. } if self.lineage.add_offspring(p.other) => linked += 1,
+                PendingKind::Click { has_parent: true, .. } => {
+                    if let Some(cohort) = self.lineage.add_offspring(p.other) {
+                        linked += 1;
+                        parents.push(cohort);
+                    }
+                }
                 PendingKind::Forward => {
                     self.lineage.add_forward(p.person, p.other);
                 }

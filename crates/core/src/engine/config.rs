@@ -71,7 +71,15 @@ impl EngineConfig {
             return Err(invalid("estimator.max_future", "must be at least one bin"));
         }
         fraction("estimator.lineage_min_coverage", e.lineage_min_coverage)?;
-        delay("estimator.generation_interval", e.generation_interval, bin)?;
+        delay("estimator.generation_interval", e.generation_interval.delay(), bin)?;
+        positive("estimator.generation_interval.learn_weight", e.generation_interval.learn_weight)?;
+        let follow = e.generation_interval.follow.ms();
+        if follow < lw as i64 * bin {
+            return Err(invalid("estimator.generation_interval.follow", "must be at least estimator.lineage_window"));
+        }
+        if follow / bin > 100_000 {
+            return Err(invalid("estimator.generation_interval.follow", "at most 100000 bins"));
+        }
         delay("estimator.forward.delay", e.forward.delay, bin)?;
         if e.forward.delay.mean >= e.generation_interval.mean {
             return Err(invalid(

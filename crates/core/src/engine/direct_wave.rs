@@ -29,7 +29,7 @@
 //! The learned state changes only when bins close, in bin order, so it does
 //! not depend on arrival order within the allowed lateness.
 
-use super::delay_learner::{self, bin_of_delay, mature_bins, DelayLearner};
+use super::delay_learner::{DelayLearner, DelayStream};
 use std::collections::VecDeque;
 
 use super::forecast::ResponseCurve;
@@ -46,12 +46,9 @@ pub const POOL: usize = 256;
 /// its target's learner still needs.
 ///
 /// Clicks are counted as their event bin closes, at the bin's delay since
-/// the send, so delays only grow; a delay bin is complete as soon as the
-/// campaign's age passes its upper edge, which is when no click can land in
-/// it any more. So all the counted clicks not yet handed to the learner sit
-/// in one delay bin (`open_count` in bin `matured`), and the campaign keeps
-/// 56 bytes, not a histogram (it was 57 counters, +664 B per busy campaign in
-/// the memory bench).
+/// the send, so delays only grow, and a [`DelayStream`] holds what the
+/// learner has not taken yet: the campaign keeps 56 bytes, not a histogram
+/// (it was 57 counters, +664 B per busy campaign in the memory bench).
 #[derive(Clone, Debug)]
 pub struct CampaignDelays {
     /// The first send's time (ms).
@@ -60,12 +57,8 @@ pub struct CampaignDelays {
     pub recipients: u64,
     /// Direct clicks counted (in closed event bins).
     pub direct_clicks: u64,
-    /// Direct clicks in the delay bins already handed to the learner.
-    below: u64,
-    /// Delay bins already handed to the target's learner; the next one is open.
-    matured: usize,
-    /// Clicks counted in the open delay bin.
-    open_count: u32,
+    /// Direct clicks not yet handed to the target's learner.
+    stream: DelayStream,
     /// Its entry in the target's click-through pool (gone once `POOL`
     /// later campaigns have joined).
     pool_id: Option<u64>,
@@ -74,19 +67,7 @@ pub struct CampaignDelays {
 impl CampaignDelays {
     /// A campaign first sent at `first_send_ms`.
     pub fn new(first_send_ms: i64, recipients: u64) -> Self {
-        CampaignDelays { first_send_ms, recipients, direct_clicks: 0, below: 0, matured: 0, open_count: 0, pool_id: None }
-    }
-
-    /// Hands delay bins `matured..to` to `learner` (the open one with its
-    /// clicks, the others empty) and opens bin `to`.
-    fn fold_until(&mut self, learner: &mut DelayLearner, to: usize) {
-        let to = to.min(delay_learner::BINS);
-        while self.matured < to {
-            let n = std::mem::take(&mut self.open_count);
-            self.below += u64::from(n);
-            learner.fold(self.matured, n, self.below as f64);
-            self.matured += 1;
-        }
+        CampaignDelays { first_send_ms, recipients, direct_clicks: 0, stream: DelayStream::default(), pool_id: None }
     }
 }
 
@@ -213,14 +194,11 @@ impl DirectWave {
         if clicks > 0 && end_ms > c.first_send_ms {
             let from = start_ms.max(c.first_send_ms);
             let delay = (from + end_ms) as f64 / 2.0 - c.first_send_ms as f64;
-            c.fold_until(&mut self.delays, bin_of_delay(delay));
-            c.open_count += clicks;
+            c.stream.add(&mut self.delays, delay, clicks);
             c.direct_clicks += u64::from(clicks);
         }
         let age = (end_ms - c.first_send_ms) as f64;
-        let ready = mature_bins(age);
-        if ready > c.matured {
-            c.fold_until(&mut self.delays, ready);
+        if c.stream.mature(&mut self.delays, age) {
             self.stale = true;
         }
         let entry = PoolEntry { direct_clicks: c.direct_clicks as f64, recipients: c.recipients as f64, age_ms: age };
@@ -246,6 +224,7 @@ impl DirectWave {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::delay_learner::{self, bin_of_delay, mature_bins};
 
     fn wave() -> DirectWave {
         DirectWave::new(&ResponseCurve::new(1_800_000.0, 1_800_000.0), 100.0, 0.05, 2000.0)

@@ -106,6 +106,20 @@ impl GenerationInterval {
         Ok(GenerationInterval { w, cum })
     }
 
+    /// Given weights `w_0 … w_K` (a learned interval,
+    /// `generation_learner.rs`), taken as they are.
+    pub fn from_weights(w: Vec<f64>) -> Self {
+        let mut total = 0.0;
+        let cum = w
+            .iter()
+            .map(|x| {
+                total += x;
+                total
+            })
+            .collect();
+        GenerationInterval { w, cum }
+    }
+
     /// w_0, w_1, …, w_K (w_0 = 0; sums to ≥ 1 − 1e-9, not renormalised).
     pub fn weights(&self) -> &[f64] {
         &self.w

@@ -72,7 +72,18 @@ impl Known {
     /// The projection's input at `now_ms`, starting after `last_bin`, with
     /// pass-along projected at `r` (0: none) and the click-through prior
     /// `(mean, weight)`: the configured one, or the target's learned one.
-    pub fn input<'a>(&'a self, model: &'a Model, now_ms: i64, last_bin: i64, r: f64, click_through: (f64, f64)) -> ForecastInput<'a> {
+    /// `gi`: the generation interval projected with (the configured one,
+    /// `model.gi`, or the target's learned one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn input<'a>(
+        &'a self,
+        model: &'a Model,
+        gi: &'a [f64],
+        now_ms: i64,
+        last_bin: i64,
+        r: f64,
+        click_through: (f64, f64),
+    ) -> ForecastInput<'a> {
         ForecastInput {
             now_ms,
             bin_ms: model.bin_ms,
@@ -81,7 +92,7 @@ impl Known {
             sends: &self.sends,
             direct_clicks: self.direct_clicks,
             r,
-            gi: &model.gi,
+            gi,
             horizon_bins: model.horizon_bins,
             click_through: click_through.0,
             click_through_weight: click_through.1,

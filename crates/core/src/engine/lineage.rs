@@ -118,10 +118,17 @@ pub struct LineageEstimate {
 
 /// Lineage state of one campaign.
 ///
-/// Expiry is lazy. When cohorts leave the lineage window their clickers are
+/// Two horizons. The cohort sums (`cohorts`) cover the lineage window, what
+/// an estimate reads. Clickers are *followed* longer, for
+/// `estimator.generation_interval.follow` (`followed`), so that their late
+/// offspring are still linked and the generation interval's tail can be
+/// learned (`generation_learner.rs`); with learning off both horizons are
+/// the lineage window.
+///
+/// Expiry is lazy. When cohorts leave the follow horizon their clickers are
 /// not looked up and removed one by one (a cache miss each, in a table of
 /// up to hundreds of thousands of clickers): an entry whose cohort is before
-/// `cohorts.base()` is *expired*, reads as absent, and is overwritten if the
+/// `followed.base()` is *expired*, reads as absent, and is overwritten if the
 /// person clicks again. Expired entries are purged together, in one
 /// sequential pass over the table, once they reach half the live ones, so
 /// the table holds at most 1.5 entries per followed clicker and the purge
@@ -130,7 +137,11 @@ pub struct LineageEstimate {
 pub struct Lineage {
     /// Followed clickers, and expired ones not purged yet.
     clickers: Clickers,
+    /// Sums per cohort over the lineage window.
     cohorts: Bins<Cohort>,
+    /// Clickers per cohort over the follow horizon (at least the lineage
+    /// window): its base is the first cohort still followed.
+    followed: Bins<u32>,
     /// Entries of `clickers` whose cohort has expired.
     expired: usize,
     max_clickers: usize,
@@ -143,6 +154,7 @@ impl Lineage {
         Lineage {
             clickers: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(0x6c69_6e65)),
             cohorts: Bins::starting_at(first_bin),
+            followed: Bins::starting_at(first_bin),
             expired: 0,
             max_clickers,
             shed: 0,
@@ -162,7 +174,7 @@ impl Lineage {
     /// Registers a clicker in cohort `bin` (first click wins). Returns false
     /// if the person was already a clicker or the limit was hit.
     pub fn add_clicker(&mut self, person: u64, bin: i64) -> bool {
-        let live_from = self.cohorts.base();
+        let live_from = self.followed.base();
         if self.clickers() >= self.max_clickers {
             // At the limit: no `entry`, which could grow the table for a
             // key it will not insert.
@@ -171,7 +183,7 @@ impl Lineage {
             }
             return false;
         }
-        let Some(cohort) = self.cohorts.get_mut(bin) else { return false };
+        let Some(followed) = self.followed.get_mut(bin) else { return false };
         let clicker = Clicker { cohort: bin, offspring: 0, addressees: 0 };
         // One hash probe for the lookup and the insertion.
         match self.clickers.entry(person) {
@@ -187,43 +199,52 @@ impl Lineage {
                 e.insert(clicker);
             }
         }
-        cohort.n += 1;
+        *followed += 1;
+        if let Some(cohort) = self.cohorts.get_mut(bin) {
+            cohort.n += 1;
+        }
         true
     }
 
-    /// Records one offspring click of `parent`. Returns whether the parent is a
-    /// followed clicker (the click is *linked*).
-    pub fn add_offspring(&mut self, parent: u64) -> bool {
-        let Some(c) = followed(&mut self.clickers, parent, self.cohorts.base()) else { return false };
+    /// Records one offspring click of `parent`. Returns the parent's cohort
+    /// if the parent is a followed clicker (the click is *linked*).
+    pub fn add_offspring(&mut self, parent: u64) -> Option<i64> {
+        let c = followed(&mut self.clickers, parent, self.followed.base())?;
         let y = u64::from(c.offspring);
         c.offspring = c.offspring.saturating_add(1);
-        if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
+        let parent_cohort = c.cohort;
+        if let Some(cohort) = self.cohorts.get_mut_if_held(parent_cohort) {
             cohort.y += 1;
             cohort.y2 += 2 * y + 1;
         }
-        true
+        Some(parent_cohort)
     }
 
     /// Records a forward by `person` to `addressees`. Returns whether the
     /// person is a followed clicker.
     pub fn add_forward(&mut self, person: u64, addressees: u64) -> bool {
-        let Some(c) = followed(&mut self.clickers, person, self.cohorts.base()) else { return false };
+        let Some(c) = followed(&mut self.clickers, person, self.followed.base()) else { return false };
         let before = u64::from(c.addressees);
         let add = addressees.min(u64::from(u32::MAX) - before);
         c.addressees += add as u32;
         let after = before + add;
-        if let Some(cohort) = self.cohorts.get_mut(c.cohort) {
+        if let Some(cohort) = self.cohorts.get_mut_if_held(c.cohort) {
             cohort.r += add;
             cohort.r2 += after * after - before * before;
         }
         true
     }
 
-    /// Forgets cohorts before `bin` and their clickers (lazily: see
-    /// [`Lineage`]).
+    /// Forgets the sums of cohorts before `bin` (they left the lineage window).
     pub fn expire_before(&mut self, bin: i64) {
+        self.cohorts.trim_before(bin);
+    }
+
+    /// Stops following the clickers of cohorts before `bin` (lazily: see
+    /// [`Lineage`]).
+    pub fn unfollow_before(&mut self, bin: i64) {
         let mut expired = 0u64;
-        self.cohorts.drain_before(bin, |_, cohort| expired += cohort.n);
+        self.followed.drain_before(bin, |_, n| expired += u64::from(n));
         if expired == 0 {
             return;
         }
@@ -235,7 +256,7 @@ impl Lineage {
             self.clickers.shrink_to_fit();
             self.expired = 0;
         } else if self.expired * 2 >= live {
-            let live_from = self.cohorts.base();
+            let live_from = self.followed.base();
             self.clickers.retain(|_, c| c.cohort >= live_from);
             self.expired = 0;
         }
@@ -395,7 +416,7 @@ mod tests {
         for _ in 0..5 {
             l.add_offspring(4);
         }
-        assert!(!l.add_offspring(99), "unknown parent is not linked");
+        assert!(l.add_offspring(99).is_none(), "unknown parent is not linked");
         let prior = Prior { mean: 5.0, sd: 5.0 };
         let e = l.estimate(0, 40, &gi(), None, prior);
         assert_eq!(e.offspring, 6);
@@ -547,8 +568,9 @@ mod tests {
         l.add_clicker(1, 0);
         l.add_clicker(2, 1);
         l.expire_before(1);
-        assert!(!l.add_offspring(1));
-        assert!(l.add_offspring(2));
+        l.unfollow_before(1);
+        assert!(l.add_offspring(1).is_none());
+        assert!(l.add_offspring(2).is_some());
         assert_eq!(l.clickers(), 1);
     }
 
@@ -558,6 +580,7 @@ mod tests {
         assert!(l.add_clicker(1, 0));
         assert!(!l.add_clicker(1, 0), "first click wins");
         l.expire_before(1);
+        l.unfollow_before(1);
         assert_eq!(l.clickers(), 0);
         assert!(!l.add_forward(1, 3), "an expired clicker is not followed");
         assert!(l.add_clicker(1, 2));
@@ -587,12 +610,13 @@ mod tests {
                         }
                         proptest::prop_assert_eq!(l.add_clicker(person, bin), expected);
                     }
-                    1 => proptest::prop_assert_eq!(l.add_offspring(person), model.contains_key(&person)),
+                    1 => proptest::prop_assert_eq!(l.add_offspring(person).is_some(), model.contains_key(&person)),
                     2 => proptest::prop_assert_eq!(l.add_forward(person, 2), model.contains_key(&person)),
                     _ => {
                         now += step;
                         base = base.max(now - 2);
                         l.expire_before(base);
+        l.unfollow_before(base);
                         model.retain(|_, &mut c| c >= base);
                     }
                 }
@@ -600,6 +624,22 @@ mod tests {
                 proptest::prop_assert!(l.expired == 0 || l.expired * 2 < l.clickers(), "{} expired, {} live", l.expired, l.clickers());
             }
         }
+    }
+
+    #[test]
+    fn clickers_followed_past_the_lineage_window_link_but_do_not_count() {
+        let mut l = Lineage::new(0, 1000);
+        l.add_clicker(1, 0);
+        l.add_clicker(2, 5);
+        // Lineage window: cohorts from 3 on; followed: cohorts from 0 on.
+        l.expire_before(3);
+        assert_eq!(l.add_offspring(1), Some(0), "still followed: its child is linked to cohort 0");
+        assert_eq!(l.add_offspring(2), Some(5));
+        assert!(l.cohorts.get(0).is_none());
+        assert_eq!(l.cohorts.get(5).map(|c| c.y), Some(1), "only the cohort in the window counts the child");
+        l.unfollow_before(3);
+        assert!(l.add_offspring(1).is_none());
+        assert_eq!(l.clickers(), 1);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod direct_wave;
 pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;
+pub mod generation_learner;
 mod known;
 pub mod lineage;
 pub mod planner;
@@ -63,6 +64,7 @@ use detector::Transition;
 use direct_wave::{CampaignDelays, DirectWave};
 use forecast::{Demand, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
+use generation_learner::GenerationLearner;
 use known::Known;
 use lineage::ForwardModel;
 use planner::{DemandRecord, PlanTiming, TargetPlanner};
@@ -186,6 +188,24 @@ pub struct TargetView {
     /// What its direct wave has learned (`forecast.learn`; absent when off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_wave: Option<DirectWaveView>,
+    /// What its generation interval has learned
+    /// (`estimator.generation_interval.learn`; absent when off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_interval: Option<GenerationIntervalView>,
+}
+
+/// A target's learned generation interval (`generation_learner.rs`), as
+/// reported by `/api/targets` and the
+/// `floodgate_target_generation_interval_seconds` gauge.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct GenerationIntervalView {
+    /// Median click → offspring click delay, seconds (a delay of Δ bins
+    /// counts as Δ + ½ bins).
+    pub median_s: f64,
+    /// Its 90th percentile, seconds.
+    pub p90_s: f64,
+    /// Parent → child delays learned from.
+    pub delays: f64,
 }
 
 /// A target's learned direct wave (`direct_wave.rs`), as reported by
@@ -220,6 +240,9 @@ struct Target {
     open_bin_clicks: BTreeMap<i64, u64>,
     /// Its direct wave, learned from its campaigns (`forecast.learn`).
     direct: DirectWave,
+    /// Its generation interval, learned from its campaigns' parent → child
+    /// delays (`estimator.generation_interval.learn`).
+    generation: Option<GenerationLearner>,
 }
 
 /// The engine. See the module documentation.
@@ -229,7 +252,11 @@ pub struct Engine {
     bin_ms: i64,
     window_bins: i64,
     lineage_bins: i64,
+    /// How many bins a clicker is followed (`estimator.generation_interval.follow`
+    /// when the interval is learned, else the lineage window).
+    follow_bins: i64,
     keep_active_bins: i64,
+    /// The configured generation interval.
     gi: GenerationInterval,
     /// What every forecast's input takes from the configuration (with the
     /// horizon and the cut generation interval).
@@ -252,6 +279,8 @@ pub struct Engine {
     evict_cursor: u64,
     stats: Stats,
     work: Vec<Pending>,
+    /// Parent cohorts of the offspring linked in the bin being settled.
+    parents: Vec<i64>,
     scratch: Vec<f64>,
     /// What the forecast being made may know of its campaign.
     known: Known,
@@ -299,6 +328,8 @@ impl Engine {
         };
         let window_bins = i64::from(cfg.window_in_bins());
         let lineage_bins = i64::from(cfg.lineage_window_in_bins());
+        let follow_bins =
+            if e.generation_interval.learn { (e.generation_interval.follow.ms() / bin_ms).max(lineage_bins) } else { lineage_bins };
         // The forecast covers at least the longest lead of any target (a
         // time-phased plan reads the path that far ahead).
         let startup_ms = cfg.targets.values().filter_map(|o| o.startup).map(|d| d.ms()).fold(cfg.planner.startup.ms(), i64::max);
@@ -318,6 +349,7 @@ impl Engine {
             model,
             window_bins,
             lineage_bins,
+            follow_bins,
             keep_active_bins,
             gi,
             forward,
@@ -337,6 +369,7 @@ impl Engine {
             evict_cursor: 0x5eed,
             stats: Stats::default(),
             work: Vec::new(),
+            parents: Vec::new(),
             scratch: Vec::new(),
             known: Known::default(),
             path: Vec::new(),
@@ -605,6 +638,7 @@ impl Engine {
                 forecast_rps: t.planner.forecast_rps(),
                 clicks: t.clicks,
                 direct_wave: self.cfg.forecast.learn.then(|| t.direct.view()),
+                generation_interval: t.generation.as_ref().map(GenerationLearner::view),
             })
             .collect();
         v.sort_by(|a, b| a.target.cmp(&b.target));
@@ -751,7 +785,9 @@ impl Engine {
         let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name), timing);
         let f = &self.cfg.forecast;
         let direct = DirectWave::new(&self.model.curve, f.learn_weight, f.click_through, f.click_through_weight);
-        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new(), direct });
+        let g = &self.cfg.estimator.generation_interval;
+        let generation = g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.follow_bins));
+        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new(), direct, generation });
         let t = (self.targets.len() - 1) as u32;
         self.target_index.insert(Box::from(name), t);
         t
@@ -795,6 +831,10 @@ impl Engine {
                 t.direct.refresh();
             }
         }
+        for g in self.targets.iter_mut().filter_map(|t| t.generation.as_mut()) {
+            g.step(b);
+            g.refresh();
+        }
     }
 
     /// Second half: the campaigns stepped forecast, then every target plans.
@@ -834,16 +874,25 @@ impl Engine {
 
     fn detect_campaign(&mut self, slot: u32, b: i64, time_ms: i64, out: &mut Vec<Signal>) {
         let mut work = std::mem::take(&mut self.work);
-        let forgotten = {
-            let lineage_bins = self.lineage_bins;
+        let mut parents = std::mem::take(&mut self.parents);
+        parents.clear();
+        let (forgotten, target) = {
+            let (lineage_bins, follow_bins) = (self.lineage_bins, self.follow_bins);
             let c = self.campaign_mut(slot);
             // Bins skipped while dormant hold nothing pending.
-            c.settle_bin(b, &mut work);
+            c.settle_bin(b, &mut work, &mut parents);
             c.closed = b + 1;
             c.lineage.expire_before(b + 1 - lineage_bins);
-            c.dedup.forget_before(b + 1)
+            c.lineage.unfollow_before(b + 1 - follow_bins);
+            (c.dedup.forget_before(b + 1), c.target_at(b))
         };
+        if let Some(g) = target.and_then(|t| self.targets[t as usize].generation.as_mut()) {
+            for &cohort in &parents {
+                g.child(cohort);
+            }
+        }
         self.work = work;
+        self.parents = parents;
         self.dedup_ids = self.dedup_ids.saturating_sub(forgotten as u64);
         if self.cfg.forecast.learn {
             self.learn_direct_wave(slot, b);
@@ -919,9 +968,9 @@ impl Engine {
     /// are final, so it never changes afterwards). Zero, without the
     /// convolution, once the last click is a whole GI support behind.
     fn close_infectivity(&mut self, slot: u32, b: i64) {
-        let gi_len = self.gi.len() as i64;
-        let w = self.gi.weights();
         let Some(Some(c)) = self.campaigns.get_mut(slot as usize) else { return };
+        let w = generation_of(&self.targets, &self.gi, c.target_at(b)).renewal.weights();
+        let gi_len = w.len() as i64;
         let lambda =
             if c.last_incidence_bin != i64::MIN && b - c.last_incidence_bin < gi_len { infectivity_at(&c.bins, w, b) } else { 0.0 };
         // Bins after a campaign's last event are not materialised (a quiet
@@ -963,7 +1012,8 @@ impl Engine {
         if sum_local == 0 && local_lw == 0 && !self.emit_estimates && !c.detector.is_viral() {
             return None;
         }
-        let w = self.gi.weights();
+        let gi = generation_of(&self.targets, &self.gi, c.target_at(b));
+        let w = gi.renewal.weights();
         // Λ of bins not held: before the ring (the campaign did not exist:
         // no incidence, Λ = 0) or after its last event (recomputed here).
         let mut sum_lambda = held_lambda;
@@ -982,7 +1032,7 @@ impl Engine {
             MethodChoice::Auto => local_lw > 0 && coverage >= self.cfg.estimator.lineage_min_coverage,
         };
         let (posterior, method, dispersion, window_start) = if use_lineage {
-            let l = c.lineage.estimate(lineage_first, b, &self.gi, self.forward.as_ref(), self.prior);
+            let l = c.lineage.estimate(lineage_first, b, gi.lineage, self.forward.as_ref(), self.prior);
             let method = if l.with_forwards { Method::LineageForward } else { Method::Lineage };
             (l.posterior, method, l.dispersion, lineage_first)
         } else {
@@ -1010,10 +1060,11 @@ impl Engine {
     fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64, sends_before_ms: i64, target: Option<u32>) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
         let r = self.projection_estimate(c, now_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
         // The click history only feeds the renewal projection (R > 0).
-        self.known.fill(c, last_bin, if r > 0.0 { self.model.gi.len() } else { 0 }, sends_before_ms);
+        self.known.fill(c, last_bin, if r > 0.0 { gi.len() } else { 0 }, sends_before_ms);
         let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
-        let input = self.known.input(&self.model, now_ms, last_bin, r, click_through);
+        let input = self.known.input(&self.model, gi, now_ms, last_bin, r, click_through);
         forecast::project(&input, curve, &mut self.scratch, &mut self.path)
     }
 
@@ -1037,10 +1088,11 @@ impl Engine {
         let (r, spread) = est.map_or((0.0, Spread { r_sd: 0.0, dispersion: 1.0 }), |e| {
             (e.posterior.mean(), Spread { r_sd: e.posterior.sd(), dispersion: e.dispersion })
         });
-        self.known.fill(c, b, if r > 0.0 { self.model.gi.len() } else { 0 }, time_ms);
         let target = c.target_at(b);
+        let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
+        self.known.fill(c, b, if r > 0.0 { gi.len() } else { 0 }, time_ms);
         let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
-        let input = self.known.input(&self.model, time_ms, b, r, click_through);
+        let input = self.known.input(&self.model, gi, time_ms, b, r, click_through);
         let path = forecast::predictive(&input, curve, spread);
         let table = path.clicks(self.model.horizon_bins).table();
         let clicks = CountInterval { mean: path.clicks(self.model.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) };
@@ -1135,6 +1187,26 @@ fn direct_wave_of<'a>(targets: &'a [Target], model: &'a known::Model, learn: boo
             (d.current_curve(), d.click_through_prior())
         }
         None => (&model.curve, model.click_through),
+    }
+}
+
+/// The generation intervals a campaign of `target` is estimated and
+/// forecast with: its target's learned ones
+/// (`estimator.generation_interval.learn`), or the configured one.
+struct GenerationIntervals<'a> {
+    /// For the lineage estimator's censoring correction.
+    lineage: &'a GenerationInterval,
+    /// For the renewal estimator's Λ.
+    renewal: &'a GenerationInterval,
+    /// For the forecast (cut at `forecast::GI_TAIL`); `None`: the configured
+    /// interval's cut (`known::Model::gi`).
+    forecast: Option<&'a [f64]>,
+}
+
+fn generation_of<'a>(targets: &'a [Target], configured: &'a GenerationInterval, target: Option<u32>) -> GenerationIntervals<'a> {
+    match target.and_then(|t| targets[t as usize].generation.as_ref()) {
+        Some(g) => GenerationIntervals { lineage: g.lineage(), renewal: g.renewal(), forecast: g.forecast() },
+        None => GenerationIntervals { lineage: configured, renewal: configured, forecast: None },
     }
 }
 

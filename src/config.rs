@@ -246,7 +246,7 @@ impl Config {
                 Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin)),
                 Span::Time(d) => d,
             };
-            e.generation_interval.follow = scaled(360).max(lineage);
+            e.generation_interval.follow = scaled(1440).max(lineage);
         }
         // A forward comes before the click it causes: when the usual default
         // would not, it becomes the share of the generation interval that

@@ -206,7 +206,7 @@ pub struct GenerationIntervalConfig {
     /// How long a clicker is followed, so that its late offspring are still
     /// linked to it and the interval's long tail can be learned (the lineage
     /// estimate itself uses `lineage_window`). At least `lineage_window`.
-    /// Default `6h`, or 360 bins when the bin is longer.
+    /// Default `24h`, or 1440 bins when the bin is longer.
     pub follow: Duration,
 }
 
@@ -217,7 +217,7 @@ impl Default for GenerationIntervalConfig {
             sd: Duration(600_000),
             learn: true,
             learn_weight: 50.0,
-            follow: Duration(6 * 3_600_000),
+            follow: Duration(24 * 3_600_000),
         }
     }
 }

@@ -126,6 +126,11 @@ pub struct EstimatorConfig {
     pub prior_mean: f64,
     /// Prior standard deviation of R. Default 5.
     pub prior_sd: f64,
+    /// Learn the prior's mean per target from its campaigns' matured
+    /// lineage cohorts (offspring per clicker; empirical Bayes, keeping the
+    /// configured prior's shape: `engine/r_prior.rs`). `false` keeps the
+    /// configured prior, and with it EpiEstim parity. Default true.
+    pub learn_prior: bool,
     /// How late (in event time) an event may arrive and still be placed in its
     /// bin. Default `5m`.
     pub allowed_lateness: Duration,
@@ -152,6 +157,7 @@ impl Default for EstimatorConfig {
             lineage_window: Span::Time(Duration(3_600_000)),
             prior_mean: 5.0,
             prior_sd: 5.0,
+            learn_prior: true,
             allowed_lateness: Duration(300_000),
             max_future: Duration(3_600_000),
             method: MethodChoice::Auto,

@@ -235,9 +235,10 @@ impl Lineage {
         true
     }
 
-    /// Forgets the sums of cohorts before `bin` (they left the lineage window).
-    pub fn expire_before(&mut self, bin: i64) {
-        self.cohorts.trim_before(bin);
+    /// Forgets the sums of cohorts before `bin` (they left the lineage
+    /// window), handing each cohort's bin and sums to `f` first.
+    pub fn expire_before(&mut self, bin: i64, mut f: impl FnMut(i64, &Cohort)) {
+        self.cohorts.drain_before(bin, |c, cohort| f(c, &cohort));
     }
 
     /// Stops following the clickers of cohorts before `bin` (lazily: see
@@ -567,7 +568,7 @@ mod tests {
         let mut l = Lineage::new(0, 1000);
         l.add_clicker(1, 0);
         l.add_clicker(2, 1);
-        l.expire_before(1);
+        l.expire_before(1, |_, _| {});
         l.unfollow_before(1);
         assert!(l.add_offspring(1).is_none());
         assert!(l.add_offspring(2).is_some());
@@ -579,7 +580,7 @@ mod tests {
         let mut l = Lineage::new(0, 1000);
         assert!(l.add_clicker(1, 0));
         assert!(!l.add_clicker(1, 0), "first click wins");
-        l.expire_before(1);
+        l.expire_before(1, |_, _| {});
         l.unfollow_before(1);
         assert_eq!(l.clickers(), 0);
         assert!(!l.add_forward(1, 3), "an expired clicker is not followed");
@@ -615,7 +616,7 @@ mod tests {
                     _ => {
                         now += step;
                         base = base.max(now - 2);
-                        l.expire_before(base);
+                        l.expire_before(base, |_, _| {});
         l.unfollow_before(base);
                         model.retain(|_, &mut c| c >= base);
                     }
@@ -632,7 +633,7 @@ mod tests {
         l.add_clicker(1, 0);
         l.add_clicker(2, 5);
         // Lineage window: cohorts from 3 on; followed: cohorts from 0 on.
-        l.expire_before(3);
+        l.expire_before(3, |_, _| {});
         assert_eq!(l.add_offspring(1), Some(0), "still followed: its child is linked to cohort 0");
         assert_eq!(l.add_offspring(2), Some(5));
         assert!(l.cohorts.get(0).is_none());

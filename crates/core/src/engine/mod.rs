@@ -42,6 +42,7 @@ mod known;
 pub mod lineage;
 pub mod planner;
 pub mod predictive;
+pub mod r_prior;
 pub mod renewal;
 pub mod window;
 
@@ -65,6 +66,7 @@ use direct_wave::{CampaignDelays, DirectWave};
 use forecast::{Demand, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
 use generation_learner::GenerationLearner;
+use r_prior::RPriorLearner;
 use known::Known;
 use lineage::ForwardModel;
 use planner::{DemandRecord, PlanTiming, TargetPlanner};
@@ -243,6 +245,9 @@ struct Target {
     /// Its generation interval, learned from its campaigns' parent → child
     /// delays (`estimator.generation_interval.learn`).
     generation: Option<GenerationLearner>,
+    /// Its prior of R, learned from its campaigns' matured lineage cohorts
+    /// (`estimator.learn_prior`).
+    r_prior: Option<RPriorLearner>,
 }
 
 /// The engine. See the module documentation.
@@ -683,14 +688,17 @@ impl Engine {
     fn campaign_slot(&mut self, name: &str, bin: i64) -> Option<u32> {
         if let Some(&slot) = self.index.get(name) {
             let closed = self.closed;
-            let (lineage_bins, keep) = (self.lineage_bins, self.keep_bins());
+            let (lineage_bins, follow_bins, keep) = (self.lineage_bins, self.follow_bins, self.keep_bins());
             let c = slot_mut(&mut self.campaigns, slot);
             if let Some(cl) = closed {
                 if c.closed < cl {
-                    // Woken from dormancy: skip the empty bins.
+                    // Woken from dormancy: skip the empty bins (a dormant
+                    // campaign's cohorts teach the prior of R nothing: this
+                    // happens on arrival, not as a bin closes).
                     c.closed = cl;
                     self.dedup_ids = self.dedup_ids.saturating_sub(c.dedup.forget_before(cl) as u64);
-                    c.lineage.expire_before(cl - lineage_bins);
+                    c.lineage.expire_before(cl - lineage_bins, |_, _| {});
+                    c.lineage.unfollow_before(cl - follow_bins);
                     c.bins.trim_before(cl - keep);
                 }
             }
@@ -787,7 +795,8 @@ impl Engine {
         let direct = DirectWave::new(&self.model.curve, f.learn_weight, f.click_through, f.click_through_weight);
         let g = &self.cfg.estimator.generation_interval;
         let generation = g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.follow_bins));
-        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new(), direct, generation });
+        let r_prior = self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior));
+        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new(), direct, generation, r_prior });
         let t = (self.targets.len() - 1) as u32;
         self.target_index.insert(Box::from(name), t);
         t
@@ -831,9 +840,14 @@ impl Engine {
                 t.direct.refresh();
             }
         }
-        for g in self.targets.iter_mut().filter_map(|t| t.generation.as_mut()) {
-            g.step(b);
-            g.refresh();
+        for t in &mut self.targets {
+            if let Some(g) = t.generation.as_mut() {
+                g.step(b);
+                g.refresh();
+            }
+            if let Some(p) = t.r_prior.as_mut() {
+                p.commit();
+            }
         }
     }
 
@@ -876,16 +890,33 @@ impl Engine {
         let mut work = std::mem::take(&mut self.work);
         let mut parents = std::mem::take(&mut self.parents);
         parents.clear();
-        let (forgotten, target) = {
+        let (forgotten, target, matured) = {
             let (lineage_bins, follow_bins) = (self.lineage_bins, self.follow_bins);
-            let c = self.campaign_mut(slot);
+            let c = slot_mut(&mut self.campaigns, slot);
             // Bins skipped while dormant hold nothing pending.
             c.settle_bin(b, &mut work, &mut parents);
             c.closed = b + 1;
-            c.lineage.expire_before(b + 1 - lineage_bins);
+            let target = c.target_at(b);
+            let gi = generation_of(&self.targets, &self.gi, target).lineage;
+            // Cohorts leaving the lineage window: what the target's prior of
+            // R learns from, if the campaign's offspring are linked (its
+            // last estimate was a lineage one).
+            let linked = c.last.is_some_and(|e| matches!(e.method, Method::Lineage | Method::LineageForward));
+            let (mut offspring, mut exposure) = (0u64, 0.0);
+            c.lineage.expire_before(b + 1 - lineage_bins, |cohort, sums| {
+                if linked {
+                    offspring += sums.y;
+                    exposure += sums.n as f64 * gi.cdf((b - cohort) as usize);
+                }
+            });
             c.lineage.unfollow_before(b + 1 - follow_bins);
-            (c.dedup.forget_before(b + 1), c.target_at(b))
+            (c.dedup.forget_before(b + 1), target, (offspring, exposure))
         };
+        if let Some(p) = target.and_then(|t| self.targets[t as usize].r_prior.as_mut()) {
+            if matured.1 > 0.0 {
+                p.add_cohort(matured.0, matured.1);
+            }
+        }
         if let Some(g) = target.and_then(|t| self.targets[t as usize].generation.as_mut()) {
             for &cohort in &parents {
                 g.child(cohort);
@@ -1012,7 +1043,9 @@ impl Engine {
         if sum_local == 0 && local_lw == 0 && !self.emit_estimates && !c.detector.is_viral() {
             return None;
         }
-        let gi = generation_of(&self.targets, &self.gi, c.target_at(b));
+        let target = c.target_at(b);
+        let gi = generation_of(&self.targets, &self.gi, target);
+        let prior = target.and_then(|t| self.targets[t as usize].r_prior.as_ref()).map_or(self.prior, RPriorLearner::prior);
         let w = gi.renewal.weights();
         // Λ of bins not held: before the ring (the campaign did not exist:
         // no incidence, Λ = 0) or after its last event (recomputed here).
@@ -1032,14 +1065,14 @@ impl Engine {
             MethodChoice::Auto => local_lw > 0 && coverage >= self.cfg.estimator.lineage_min_coverage,
         };
         let (posterior, method, dispersion, window_start) = if use_lineage {
-            let l = c.lineage.estimate(lineage_first, b, gi.lineage, self.forward.as_ref(), self.prior);
+            let l = c.lineage.estimate(lineage_first, b, gi.lineage, self.forward.as_ref(), prior);
             let method = if l.with_forwards { Method::LineageForward } else { Method::Lineage };
             (l.posterior, method, l.dispersion, lineage_first)
         } else {
             if sum_lambda <= 0.0 {
                 return None;
             }
-            (renewal::posterior_from_sums(sum_local as f64, sum_lambda, self.prior), Method::Renewal, 1.0, first)
+            (renewal::posterior_from_sums(sum_local as f64, sum_lambda, prior), Method::Renewal, 1.0, first)
         };
         Some(CampaignEstimate {
             time_ms,

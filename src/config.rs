@@ -282,7 +282,7 @@ impl Config {
                 Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin)),
                 Span::Time(d) => d,
             };
-            self.limits.idle_timeout = scaled(360).max(window);
+            self.limits.idle_timeout = scaled(10_080).max(window);
         }
     }
 
@@ -470,7 +470,7 @@ mod tests {
         // A shorter bin keeps them too (nothing changes for 30 s users).
         let c = Config::from_toml("[estimator]\nbin = \"30s\"\n").unwrap();
         assert_eq!(c.lineage_window_in_bins(), 120);
-        assert_eq!(c.limits.idle_timeout.ms(), 6 * 3_600_000);
+        assert_eq!(c.limits.idle_timeout.ms(), 7 * 24 * 3_600_000);
         assert_eq!(c.estimator.forward.delay.mean.ms(), 420_000);
         // A user's generation interval keeps today's forward delay when it fits.
         let c = Config::from_toml("[estimator.generation_interval]\nmean = \"20m\"\nsd = \"8m\"\n").unwrap();
@@ -489,7 +489,7 @@ mod tests {
         assert_eq!(c.forecast.horizon.ms(), 30 * day);
         assert_eq!(c.forecast.response.mean.ms(), 30 * day);
         assert_eq!(c.planner.cooldown.ms(), 0, "the default cooldown (none) fits any bin");
-        assert_eq!(c.limits.idle_timeout.ms(), 360 * day);
+        assert_eq!(c.limits.idle_timeout.ms(), 10_080 * day);
         // 7 days would not come before a 5-day generation: 7/17 and 6/17 of it.
         assert_eq!(c.estimator.forward.delay.mean.ms(), 5 * day * 7 / 17);
         assert_eq!(c.estimator.forward.delay.sd.ms(), 5 * day * 6 / 17);

@@ -411,8 +411,13 @@ pub struct LimitsConfig {
     pub max_targets: u32,
     /// Largest accepted event, in bytes. Default 65536.
     pub max_event_bytes: u32,
-    /// A campaign with no event for this long is forgotten. Default `6h`, or
-    /// 360 bins when the bin is longer, and at least `estimator.window`.
+    /// A silent campaign is forgotten once the clicks the model still
+    /// expects of it (direct wave and pass-along, `engine/lifetime.rs`) fall
+    /// below this. Default 0.1.
+    pub forget_below: f64,
+    /// The longest a campaign with no event is kept, whatever the model
+    /// expects. Default `7d`, or 10080 bins when the bin is longer, and at
+    /// least `estimator.window`.
     pub idle_timeout: Duration,
     /// Event ids remembered for de-duplication (the open bins). Default 5000000.
     pub max_dedup_ids: u32,
@@ -425,7 +430,8 @@ impl Default for LimitsConfig {
             max_clickers_per_campaign: 200_000,
             max_targets: 100,
             max_event_bytes: 65_536,
-            idle_timeout: Duration(6 * 3_600_000),
+            forget_below: 0.1,
+            idle_timeout: Duration(7 * 24 * 3_600_000),
             max_dedup_ids: 5_000_000,
         }
     }

@@ -125,6 +125,9 @@ impl EngineConfig {
         if l.max_event_bytes < 64 {
             return Err(invalid("limits.max_event_bytes", "must be at least 64"));
         }
+        if !(l.forget_below >= 0.0 && l.forget_below.is_finite()) {
+            return Err(invalid("limits.forget_below", "must be a finite number of clicks, 0 or more"));
+        }
         if l.idle_timeout.ms() < bin * (window as i64) {
             return Err(invalid("limits.idle_timeout", "must be at least one estimator window"));
         }

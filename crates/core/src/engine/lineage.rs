@@ -235,6 +235,11 @@ impl Lineage {
         true
     }
 
+    /// The cohorts whose clickers are followed, with their clickers.
+    pub fn followed_cohorts(&self) -> impl Iterator<Item = (i64, u32)> + '_ {
+        self.followed.iter_range(i64::MIN, i64::MAX).map(|(c, &n)| (c, n))
+    }
+
     /// Forgets the sums of cohorts before `bin` (they left the lineage
     /// window), handing each cohort's bin and sums to `f` first.
     pub fn expire_before(&mut self, bin: i64, mut f: impl FnMut(i64, &Cohort)) {

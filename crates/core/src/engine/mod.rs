@@ -38,6 +38,7 @@ pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;
 pub mod generation_learner;
+pub mod lifetime;
 mod known;
 pub mod lineage;
 pub mod planner;
@@ -46,10 +47,10 @@ pub mod r_prior;
 pub mod renewal;
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::config::MethodChoice;
@@ -130,8 +131,12 @@ pub struct Stats {
     pub shed_clickers: u64,
     /// Event ids not remembered for dedup because of `limits.max_dedup_ids`.
     pub shed_dedup_ids: u64,
-    /// Campaigns forgotten after `limits.idle_timeout`.
+    /// Silent campaigns forgotten: the model expected fewer than
+    /// `limits.forget_below` more clicks, or `limits.idle_timeout` passed.
     pub evicted_campaigns: u64,
+    /// Campaigns that had events again after being forgotten (among the
+    /// last `limits.max_campaigns` forgotten), and were tracked afresh.
+    pub returned_campaigns: u64,
     /// Campaigns ever tracked.
     pub campaigns_seen: u64,
     /// Signals emitted, by type.
@@ -302,6 +307,11 @@ pub struct Engine {
     deferred_slots: Vec<u32>,
     /// Idle eviction due once the pending plan is made.
     evict_pending: Option<i64>,
+    /// Name hashes of the most recently forgotten campaigns (at most
+    /// `limits.max_campaigns`), to count those that come back.
+    forgotten: HashSet<u64, foldhash::fast::FixedState>,
+    /// The same hashes, oldest first.
+    forgotten_order: VecDeque<u64>,
 }
 
 /// Why an engine could not be built from a configuration.
@@ -383,6 +393,8 @@ impl Engine {
             deferred: Vec::new(),
             deferred_slots: Vec::new(),
             evict_pending: None,
+            forgotten: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(3)),
+            forgotten_order: VecDeque::new(),
             cfg,
         })
     }
@@ -723,6 +735,9 @@ impl Engine {
                 (self.campaigns.len() - 1) as u32
             }
         };
+        if !self.forgotten.is_empty() && self.forgotten.remove(&name_hash(&name)) {
+            self.stats.returned_campaigns += 1;
+        }
         self.index.insert(Box::from(&*name), slot);
         self.live += 1;
         self.stats.campaigns_seen += 1;
@@ -809,17 +824,56 @@ impl Engine {
         self.targets[t as usize].planner.record(record);
     }
 
+    /// Forgets the silent campaigns that are over: those the model expects
+    /// fewer than `limits.forget_below` more clicks of (`lifetime.rs`), and
+    /// any silent for `limits.idle_timeout`. A campaign is silent once its
+    /// last event is further back than the bins an estimate or plan reads.
     fn evict_idle(&mut self, closed: i64) {
         let cutoff = closed * self.bin_ms - self.cfg.limits.idle_timeout.ms();
         for slot in 0..self.campaigns.len() {
-            let idle =
-                matches!(&self.campaigns[slot], Some(c) if c.last_event_ms < cutoff && c.last_event_bin + self.keep_active_bins < closed);
-            if !idle {
+            let (silent, timed_out) = match &self.campaigns[slot] {
+                Some(c) => (c.last_event_bin + self.keep_active_bins < closed, c.last_event_ms < cutoff),
+                None => (false, false),
+            };
+            if !silent || !(timed_out || self.expected_remaining(slot as u32, closed) < self.cfg.limits.forget_below) {
                 continue;
+            }
+            if let Some(c) = &self.campaigns[slot] {
+                let h = name_hash(&c.name);
+                if self.forgotten.insert(h) {
+                    self.forgotten_order.push_back(h);
+                }
+                while self.forgotten_order.len() > self.cfg.limits.max_campaigns as usize {
+                    if let Some(old) = self.forgotten_order.pop_front() {
+                        self.forgotten.remove(&old);
+                    }
+                }
             }
             self.remove_campaign(slot);
             self.stats.evicted_campaigns += 1;
         }
+    }
+
+    /// The clicks the model still expects of the campaign in `slot` at the
+    /// end of the closed bins (`lifetime.rs`).
+    fn expected_remaining(&mut self, slot: u32, closed: i64) -> f64 {
+        let Some(c) = self.campaigns[slot as usize].as_ref() else { return 0.0 };
+        let (last_bin, now_ms) = (closed - 1, closed * self.bin_ms);
+        let target = c.target_at(last_bin);
+        let gi = generation_of(&self.targets, &self.gi, target);
+        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
+        self.known.fill(c, last_bin, 0, now_ms);
+        let input = self.known.input(&self.model, &self.model.gi, now_ms, last_bin, 0.0, click_through);
+        let p = forecast::click_through(&input, curve);
+        let direct = c.sends.iter().map(|s| s.recipients as f64 * p * (1.0 - curve.cdf((now_ms - s.ts_ms) as f64))).sum();
+        let exposure = if c.lineage.clickers() > 0 {
+            c.lineage.followed_cohorts().map(|(cohort, n)| f64::from(n) * (1.0 - gi.lineage.cdf((last_bin - cohort) as usize))).sum()
+        } else {
+            c.bins.iter_range(i64::MIN, last_bin).map(|(t, x)| x.incidence() * (1.0 - gi.renewal.cdf((last_bin - t) as usize))).sum()
+        };
+        let prior = target.and_then(|t| self.targets[t as usize].r_prior.as_ref()).map_or(self.prior, RPriorLearner::prior);
+        let r = c.last.map_or(prior.mean, |e| e.posterior.mean());
+        lifetime::Remaining { direct, exposure }.expected_clicks(r)
     }
 
     /// First half of a bin step (bin `b` became final): every active
@@ -1241,6 +1295,12 @@ fn generation_of<'a>(targets: &'a [Target], configured: &'a GenerationInterval, 
         Some(g) => GenerationIntervals { lineage: g.lineage(), renewal: g.renewal(), forecast: g.forecast() },
         None => GenerationIntervals { lineage: configured, renewal: configured, forecast: None },
     }
+}
+
+/// The hash a forgotten campaign's name is remembered by.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(4).hash_one(name)
 }
 
 /// The live campaign in `slot` (slots handed out by the engine are live

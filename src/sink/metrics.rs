@@ -29,7 +29,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
 use crate::config::Config;
 use crate::decode::RejectReason;
 use crate::engine::planner::replicas_for;
-use crate::engine::{CampaignView, DirectWaveView, Stats, TargetView};
+use crate::engine::{AudienceView, CampaignView, DirectWaveView, Stats, TargetView};
 
 /// Every metric of the service, registered in one registry.
 #[derive(Clone, Debug)]
@@ -395,6 +395,28 @@ pub fn best_direct_waves(per_partition: &[&[TargetView]]) -> BTreeMap<String, Di
     out
 }
 
+/// Each target's audiences' learned direct waves (`/api/targets`), each
+/// from the partition engine that learned it from the most direct clicks,
+/// as [`best_direct_waves`] picks the target's own.
+pub fn best_audiences(per_partition: &[&[TargetView]]) -> BTreeMap<String, Vec<AudienceView>> {
+    let mut best: BTreeMap<(&str, &str), &AudienceView> = BTreeMap::new();
+    for t in per_partition.iter().flat_map(|v| v.iter()) {
+        for a in &t.audiences {
+            match best.get(&(t.target.as_str(), a.audience.as_str())) {
+                Some(b) if b.direct_wave.delays >= a.direct_wave.delays => {}
+                _ => {
+                    best.insert((&t.target, &a.audience), a);
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Vec<AudienceView>> = BTreeMap::new();
+    for ((target, _), a) in best {
+        out.entry(target.to_string()).or_default().push(a.clone());
+    }
+    out
+}
+
 /// Sums target forecasts over partition engines (the baseline of a target is
 /// counted once, not once per partition). Every target configured under
 /// `[targets.<name>]` is included, at its baseline when no partition engine
@@ -486,7 +508,14 @@ mod tests {
         assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"shop-web\"}"), Some(120.0));
         assert_eq!(sample(&text, "floodgate_target_clicks_total{target=\"shop-web\"}"), Some(0.0));
         // A target seen in events gets the [planner] defaults, and goes away with its partitions.
-        let views = [TargetView { target: "blog-web".into(), desired_replicas: 2, forecast_rps: 400.0, clicks: 9, direct_wave: None }];
+        let views = [TargetView {
+            target: "blog-web".into(),
+            desired_replicas: 2,
+            forecast_rps: 400.0,
+            clicks: 9,
+            direct_wave: None,
+            audiences: Vec::new(),
+        }];
         let summed = sum_targets(&cfg, &[&views]);
         m.set_targets(&cfg, &summed);
         let text = m.render();
@@ -519,6 +548,7 @@ mod tests {
             forecast_rps: 1.0,
             clicks: 1,
             direct_wave: Some(w),
+            audiences: Vec::new(),
         };
         let (a, b) = ([view(wave(600.0, 10.0))], [view(wave(1200.0, 5000.0))]);
         let waves = best_direct_waves(&[&a, &b]);

@@ -166,6 +166,39 @@ impl DelayLearner {
         self.observed
     }
 
+    /// Replaces the prior by the CDF `cdf` given at the upper edges (the
+    /// last is taken as 1), worth `weight` delays; the sums are kept. An
+    /// audience's learner takes its target's learned curve this way at each
+    /// refresh (`direct_wave.rs`). Returns whether the prior changed (the
+    /// curve then needs a [`refresh`](Self::refresh)).
+    pub fn set_prior(&mut self, cdf: &[f64; BINS], weight: f64) -> bool {
+        let mut prior_cdf = *cdf;
+        prior_cdf[BINS - 1] = 1.0;
+        let weight = weight.max(0.0);
+        if prior_cdf == self.prior_cdf && weight == self.prior_weight {
+            return false;
+        }
+        self.prior_cdf = prior_cdf;
+        self.prior_weight = weight;
+        self.dirty = true;
+        true
+    }
+
+    /// The sums `(Σ n_{i,k}, Σ N_{i,≤k}, delays observed)`: everything the
+    /// learner took from data (the model file, `model_file.rs`).
+    pub fn sums(&self) -> (&[f64; BINS], &[f64; BINS], f64) {
+        (&self.in_bin, &self.up_to_bin, self.observed)
+    }
+
+    /// Replaces the sums by ones [`sums`](Self::sums) gave (a loaded model
+    /// file); the prior is kept. Call [`refresh`](Self::refresh) after.
+    pub fn set_sums(&mut self, in_bin: [f64; BINS], up_to_bin: [f64; BINS], observed: f64) {
+        self.in_bin = in_bin;
+        self.up_to_bin = up_to_bin;
+        self.observed = observed;
+        self.dirty = true;
+    }
+
     /// The reverse hazard of bin `k`, data and prior pooled.
     fn reverse_hazard(&self, k: usize) -> f64 {
         let prior_below = if k == 0 { 0.0 } else { self.prior_cdf[k - 1] };

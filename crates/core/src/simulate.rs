@@ -76,8 +76,13 @@ pub struct Lognormal {
 /// The delays of a heavy-tailed campaign.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LognormalDelays {
-    /// Send → direct click, and forward → click of a forwarded copy.
+    /// Forward → click of a forwarded copy, and send → direct click unless
+    /// `direct` is given.
     pub response: Lognormal,
+    /// Send → direct click, if not `response` (an audience's own response
+    /// delay; the pass-along delays stay those of `response`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<Lognormal>,
     /// Click → forward.
     pub forward: Lognormal,
 }
@@ -241,7 +246,7 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
         for _ in 0..c.recipients {
             if rng.chance(c.click_through) {
                 let delay = match &c.lognormal {
-                    Some(l) => rng.lognormal(l.response),
+                    Some(l) => rng.lognormal(l.direct.unwrap_or(l.response)),
                     None => rng.gamma(1.0, 30.0 * MINUTE),
                 };
                 let t = c.start_ms + delay as i64;
@@ -369,9 +374,9 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
 }
 
 /// The `heavy-tailed` scenario set: delays lognormal with an sd above the
-/// mean (send → click and forward → click: mean 40 min, sd 90 min for the
-/// newsletter, 20/45 min for customers, 80/150 min for prospects; click →
-/// forward: mean 10 min, sd 25 min), so a campaign's clicks trail on for
+/// mean (send → direct click: mean 40 min, sd 90 min for the newsletter,
+/// 20/45 min for customers, 80/150 min for prospects; forward → click: 40/90
+/// min; click → forward: mean 10 min, sd 25 min), so a campaign's clicks trail on for
 /// hours; three audiences with a stable click-through and response delay
 /// each, several campaigns per audience, large direct waves and
 /// sub-critical pass-along (R 0.2–0.95), and two super-critical campaigns
@@ -393,7 +398,8 @@ pub fn heavy_tailed_scenarios(seed: u64, start_ms: i64) -> SimSpec {
         for &(audience, recipients, click_through, (mean, sd), target, rs) in &audiences {
             let Some(&r) = rs.get(round) else { continue };
             let delays = LognormalDelays {
-                response: Lognormal { mean_ms: mean * MINUTE, sd_ms: sd * MINUTE },
+                response: Lognormal { mean_ms: 40.0 * MINUTE, sd_ms: 90.0 * MINUTE },
+                direct: Some(Lognormal { mean_ms: mean * MINUTE, sd_ms: sd * MINUTE }),
                 forward: Lognormal { mean_ms: 10.0 * MINUTE, sd_ms: 25.0 * MINUTE },
             };
             campaigns.push(CampaignSpec {
@@ -492,7 +498,7 @@ mod tests {
             for o in &spec.campaigns {
                 let same = o.audience == c.audience;
                 assert_eq!(same, o.click_through == c.click_through, "{} / {}", c.campaign, o.campaign);
-                assert_eq!(same, o.lognormal.map(|l| l.response) == c.lognormal.map(|l| l.response), "{} / {}", c.campaign, o.campaign);
+                assert_eq!(same, o.lognormal.map(|l| l.direct) == c.lognormal.map(|l| l.direct), "{} / {}", c.campaign, o.campaign);
             }
         }
         // Only the sends (no click fits in a log of length 0).

@@ -54,7 +54,8 @@ fn log(cut_day: i64) -> (Vec<u8>, Vec<u8>) {
 /// its first run ends by closing the bin (1 min) of the half's last event.
 fn log_and_cut(cut_day: i64) -> (Vec<u8>, Vec<u8>, i64) {
     let mut rng = Rng::new(9);
-    let (mut first, mut second): (Vec<(i64, String)>, Vec<(i64, String)>) = (Vec::new(), Vec::new());
+    let mut first: Vec<(i64, String)> = Vec::new();
+    let mut second: Vec<(i64, String)> = Vec::new();
     for c in 0..CAMPAIGNS {
         let send = START + c * 24 * HOUR;
         let audience = if c % 2 == 0 { "news" } else { "shop" };
@@ -151,7 +152,7 @@ fn a_log_in_two_halves_learns_what_the_whole_does() {
         // at the cut are complete for every campaign in both runs.
         let values =
             |v: &Value, key: &str| -> Vec<f64> { v["delays"][key].as_array().expect(key).iter().filter_map(Value::as_f64).collect() };
-        let complete = (0..57).filter(|&k| 10_000.0 * 1.25f64.powi(k as i32) <= cut_age as f64).count();
+        let complete = (0..57).filter(|&k| 10_000.0 * 1.25f64.powi(k) <= cut_age as f64).count();
         assert!(complete > 30, "{cut_age} ms");
         for key in ["in_bin", "up_to_bin"] {
             assert_eq!(values(x, key)[..complete], values(y, key)[..complete], "{name} {key}");

@@ -55,6 +55,7 @@ impl Stream {
             generation: u32::from(forwarded),
             recipients: 0,
             target: None,
+            audience: None,
         }
     }
 
@@ -126,6 +127,7 @@ fn bench_step(c: &mut Criterion) {
                     generation: u32::from(bin > 0),
                     recipients: 0,
                     target: Some(Cow::Borrowed(&targets[i % targets.len()])),
+                    audience: None,
                 };
                 black_box(engine.apply(&ev, out).is_ok());
             }

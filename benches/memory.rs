@@ -76,6 +76,7 @@ fn click<'a>(campaign: &'a str, ts_ms: i64, person: Option<&'a str>, target: Opt
         generation: 0,
         recipients: 0,
         target: target.map(Cow::Borrowed),
+        audience: None,
     }
 }
 
@@ -118,6 +119,7 @@ fn campaign_full(n: usize, bins: i64) -> f64 {
             generation: 0,
             recipients: 10_000,
             target: Some(Cow::Borrowed(&targets[i % 8])),
+            audience: None,
         };
         engine.apply(&send, &mut out).expect("apply");
         out.clear();

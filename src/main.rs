@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use floodgate::config::Config;
+use floodgate::engine::model_file::LearnedModel;
 use floodgate::engine::Engine;
 use floodgate::replay::replay_threads;
 use floodgate::signal::Signal;
@@ -50,10 +51,35 @@ enum Command {
     /// each bin step (click forecasts, final size, R, onsets) against what
     /// happened, next to baselines; a table to stdout, optionally JSON and HTML.
     Evaluate(EvaluateArgs),
+    /// Show a learned model file (`--model` of replay, backtest, evaluate):
+    /// per target and audience, the response delay, the click-through and
+    /// what it was learned from.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Convert real re-share cascades (`../shared/data/real/*/events.ndjson`)
     /// into floodgate events: roots spread over one day, delays kept, sorted
     /// by time (see README "On real cascades").
     ConvertCascades(ConvertCascadesArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Print a model file readably (or as JSON with `--json`).
+    Show(ModelShowArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ModelShowArgs {
+    /// The model file.
+    #[arg(long, default_value = "floodgate-model.json")]
+    model: PathBuf,
+    /// TOML configuration whose priors the learned values are read against
+    /// (defaults apply to every key not given).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the learned values as JSON (one document) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,6 +100,11 @@ struct EvaluateArgs {
     /// Write a self-contained HTML report (inline SVG) here.
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Learned model file: loaded at start if it exists (a missing file:
+    /// start from the configured priors), written at the end (to a
+    /// temporary file, then renamed).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,6 +204,12 @@ struct BacktestArgs {
     /// perfect-foresight oracle, for start-up 30s, 90s, 5m and 10m.
     #[arg(long)]
     sweep: bool,
+    /// Learned model file: every engine replay (the backtest's and the
+    /// sweep's) starts from it if it exists (a missing file: from the
+    /// configured priors); the backtest's replay is written back at the end
+    /// (to a temporary file, then renamed).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 fn duration_ms(s: &str) -> Result<i64, String> {
@@ -212,6 +249,11 @@ struct ReplayArgs {
     /// the engine's thread.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     threads: Option<u32>,
+    /// Learned model file: loaded at start if it exists (a missing file:
+    /// start from the configured priors), written at the end (to a
+    /// temporary file, then renamed).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -261,6 +303,7 @@ fn main() {
         Command::Produce(args) => cmd_produce(args),
         Command::Evaluate(args) => cmd_evaluate(args),
         Command::ConvertCascades(args) => cmd_convert_cascades(args),
+        Command::Model(ModelCommand::Show(args)) => cmd_model_show(args),
     };
     if let Err(e) = result {
         // A closed stdout (e.g. `| head`) is not an error worth a message.
@@ -280,10 +323,40 @@ fn load_config(path: Option<&Path>) -> Result<Arc<Config>> {
     Ok(Arc::new(cfg))
 }
 
+/// The learned model `--model` names, if the file exists; a missing file
+/// means starting from the configured priors (said on stderr).
+fn read_model(path: Option<&Path>) -> Result<Option<LearnedModel>> {
+    let Some(p) = path else { return Ok(None) };
+    match std::fs::read_to_string(p) {
+        Ok(text) => LearnedModel::from_json(&text).map(Some).with_context(|| format!("--model {}", p.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            eprintln!("floodgate: --model {}: no such file; starting from the configured priors", p.display());
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read --model {}", p.display())),
+    }
+}
+
+/// Writes the learned model to `path`: to `path.tmp` first, then renamed
+/// over it, so that a reader never sees half a file.
+fn write_model(path: &Path, m: &LearnedModel) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, m.to_json_pretty() + "\n").with_context(|| format!("cannot write --model {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to --model {}", tmp.display(), path.display()))?;
+    eprintln!("floodgate: wrote model {} ({} targets)", path.display(), m.targets.len());
+    Ok(())
+}
+
 fn cmd_replay(args: ReplayArgs) -> Result<()> {
     let cfg = load_config(args.config.as_deref())?;
     let source = cfg.output.source.clone();
     let mut engine = Engine::new(&*cfg)?.with_estimates(args.estimates);
+    let start = read_model(args.model.as_deref())?;
+    if let (Some(m), Some(p)) = (&start, &args.model) {
+        engine.load_model(m).with_context(|| format!("--model {}", p.display()))?;
+    }
     let input: Box<dyn io::Read + Send> = if args.path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
@@ -348,6 +421,72 @@ fn cmd_replay(args: ReplayArgs) -> Result<()> {
         let f = File::create(&p).with_context(|| format!("cannot write --stats file {}", p.display()))?;
         serde_json::to_writer_pretty(f, &report).with_context(|| format!("writing {}", p.display()))?;
     }
+    if let Some(p) = &args.model {
+        write_model(p, &engine.learned_model())?;
+    }
+    Ok(())
+}
+
+/// A delay for people: seconds, minutes or hours, one decimal.
+fn delay(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+fn cmd_model_show(args: ModelShowArgs) -> Result<()> {
+    let cfg = load_config(args.config.as_deref())?;
+    let text = std::fs::read_to_string(&args.model).with_context(|| format!("cannot read --model {}", args.model.display()))?;
+    let m = LearnedModel::from_json(&text).with_context(|| format!("--model {}", args.model.display()))?;
+    let mut engine = Engine::new(&*cfg)?;
+    engine.load_model(&m).with_context(|| format!("--model {}", args.model.display()))?;
+    let views = engine.learned_views();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &views)?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "model {} (format {} version {}, bin {} ms)", args.model.display(), m.format, m.version, m.bin_ms)?;
+        writeln!(
+            out,
+            "{:<20} {:<20} {:>11} {:>11} {:>13} {:>13} {:>9} {:>10}",
+            "target", "audience", "median", "p90", "click-through", "weight", "campaigns", "delays"
+        )?;
+        let row = |out: &mut BufWriter<_>, target: &str, audience: &str, w: &floodgate::engine::DirectWaveView| {
+            writeln!(
+                out,
+                "{:<20} {:<20} {:>11} {:>11} {:>12.3}% {:>13.0} {:>9} {:>10.0}",
+                target,
+                audience,
+                delay(w.response_median_s),
+                delay(w.response_p90_s),
+                100.0 * w.click_through,
+                w.click_through_weight,
+                w.campaigns,
+                w.delays
+            )
+        };
+        for t in &views {
+            row(&mut out, &t.target, "(all)", &t.direct_wave)?;
+            for a in &t.audiences {
+                row(&mut out, &t.target, &a.audience, &a.direct_wave)?;
+            }
+        }
+        writeln!(out)?;
+        writeln!(out, "{:<20} {:>11} {:>11} {:>10} {:>12} {:>12}", "target", "GI median", "GI p90", "delays", "prior R", "exposure")?;
+        for t in &views {
+            let (median, p90, delays) =
+                t.generation_interval.as_ref().map_or(("-".into(), "-".into(), 0.0), |g| (delay(g.median_s), delay(g.p90_s), g.delays));
+            let (prior, exposure) = t.r_prior.map_or(("-".to_string(), 0.0), |p| (format!("{:.3}", p.mean), p.exposure));
+            writeln!(out, "{:<20} {:>11} {:>11} {:>10.0} {:>12} {:>12.0}", t.target, median, p90, delays, prior, exposure)?;
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 
@@ -478,7 +617,7 @@ fn write_reports(
 }
 
 fn cmd_backtest(args: BacktestArgs) -> Result<()> {
-    use floodgate::backtest::{backtest, report, text_table, Model};
+    use floodgate::backtest::{backtest_from, report, text_table, Model};
     let cfg = load_config(args.config.as_deref())?;
     let log = read_log(&args.path)?;
     let model = Model {
@@ -490,29 +629,46 @@ fn cmd_backtest(args: BacktestArgs) -> Result<()> {
         target_utilisation: args.target_utilisation,
         day: args.day,
     };
-    let mut b = backtest(&log, cfg.clone(), &model).with_context(|| format!("backtesting {}", args.path.display()))?;
+    let start = read_model(args.model.as_deref())?;
+    let (mut b, learned) = backtest_from(&log, cfg.clone(), &model, start.as_ref())
+        .with_context(|| format!("backtesting {}{}", args.path.display(), model_context(args.model.as_deref())))?;
     print!("{}", text_table(&b));
     if args.sweep {
-        let s = floodgate::backtest::sweep::sweep(&log, cfg, &model).with_context(|| format!("sweeping {}", args.path.display()))?;
+        let s = floodgate::backtest::sweep::sweep_from(&log, cfg, &model, start.as_ref())
+            .with_context(|| format!("sweeping {}", args.path.display()))?;
         print!("{}", floodgate::backtest::sweep::text_table(&s));
         b.sweep = Some(s);
     }
     write_reports(args.html.as_deref(), || report::html(&b), args.json.as_deref(), &b, true)?;
+    if let Some(p) = &args.model {
+        write_model(p, &learned)?;
+    }
     Ok(())
 }
 
 fn cmd_evaluate(args: EvaluateArgs) -> Result<()> {
-    use floodgate::evaluate::{evaluate, parse_horizons, report, text_table};
+    use floodgate::evaluate::{evaluate_from, parse_horizons, report, text_table};
     let cfg = load_config(args.config.as_deref())?;
     let horizons = parse_horizons(&args.horizons)?;
     let log = read_log(&args.path)?;
-    let ev = evaluate(&log, cfg, &horizons).with_context(|| format!("evaluating {}", args.path.display()))?;
+    let start = read_model(args.model.as_deref())?;
+    let (ev, learned) = evaluate_from(&log, cfg, &horizons, start.as_ref())
+        .with_context(|| format!("evaluating {}{}", args.path.display(), model_context(args.model.as_deref())))?;
     print!("{}", text_table(&ev));
     for e in &ev.bad_input.examples {
         eprintln!("floodgate: {}: {e}", args.path.display());
     }
     write_reports(args.html.as_deref(), || report::html(&ev), args.json.as_deref(), &ev, false)?;
+    if let Some(p) = &args.model {
+        write_model(p, &learned)?;
+    }
     Ok(())
+}
+
+/// The `--model` file a backtest or evaluation started from, for its error
+/// message (loading it may be what failed); empty without one.
+fn model_context(model: Option<&Path>) -> String {
+    model.map_or_else(String::new, |p| format!(" with --model {}", p.display()))
 }
 
 fn cmd_convert_cascades(args: ConvertCascadesArgs) -> Result<()> {

@@ -188,7 +188,7 @@ fn daily_bins_work_with_only_bin_window_prior_and_generation_interval() {
     assert_eq!(key("estimator", "max_future").as_deref(), Some("60d"));
     assert_eq!(key("forecast", "horizon").as_deref(), Some("30d"));
     assert_eq!(key("planner", "cooldown").as_deref(), Some("0s"), "no cooldown by default, whatever the bin");
-    assert_eq!(key("limits", "idle_timeout").as_deref(), Some("360d"));
+    assert_eq!(key("limits", "idle_timeout").as_deref(), Some("10080d"));
 
     // 40 days of one campaign: a send, then daily clicks without parents
     // (incidence only) growing by about 20 % a day.

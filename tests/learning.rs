@@ -147,3 +147,114 @@ fn the_heavy_tailed_generation_interval_is_learned() {
         assert!((g.p90_s / p90_s - 1.0).abs() < 0.10, "{}: p90 {} s vs {p90_s} s", t.target, g.p90_s);
     }
 }
+
+/// Two audiences of target `web`: (name, click-through, median delay).
+/// Their click-throughs differ ×5, their delays ×4.
+const AUDIENCES: [(&str, f64, f64); 2] = [("low", 0.005, 2.0 * HOUR), ("high", 0.025, 0.5 * HOUR)];
+/// Campaigns per audience before the one whose forecast is checked.
+const PAST: i64 = 5;
+/// Hours between sends.
+const EVERY_H: i64 = 8;
+
+/// `PAST + 1` campaigns per audience, alternating (`low-0`, `high-0`,
+/// `low-1`, …), one every `EVERY_H` hours, lognormal delays (sd of the log
+/// 1); the sends name their audience when `named`.
+fn audience_log(seed: u64, named: bool) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut events: Vec<(i64, String)> = Vec::new();
+    let n = 2 * (PAST + 1);
+    let end = START + (n - 1) * EVERY_H * HOUR as i64 + 24 * HOUR as i64;
+    for i in 0..n {
+        let (audience, click_through, median) = AUDIENCES[(i % 2) as usize];
+        let c = format!("{audience}-{}", i / 2);
+        let send = START + i * EVERY_H * HOUR as i64;
+        let named = if named { format!(r#","audience":"{audience}""#) } else { String::new() };
+        events.push((send, format!(r#"{{"type":"send","campaign":"{c}","ts":{send},"recipients":{RECIPIENTS},"target":"web"{named}}}"#)));
+        for k in 0..RECIPIENTS {
+            if rng.uniform() >= click_through {
+                continue;
+            }
+            let ts = send + (median * (SIGMA * rng.normal()).exp()) as i64;
+            if ts < end {
+                events.push((ts, format!(r#"{{"type":"click","campaign":"{c}","ts":{ts},"id":"{k}","person":"p{k}"}}"#)));
+            }
+        }
+    }
+    events.sort();
+    events.into_iter().flat_map(|(_, l)| (l + "\n").into_bytes()).collect()
+}
+
+/// The first estimate of `campaign`: its time and the forecast mean of its
+/// clicks in the next 30 min.
+fn first_forecast(data: &[u8], campaign: &str) -> (i64, f64) {
+    let mut e = engine("[forecast]\nhorizon = \"30m\"\n").with_estimates(true);
+    let (signals, _, errors) = replay_bytes(data, &mut e);
+    assert!(errors.is_empty(), "{:?}", errors.first());
+    signals
+        .iter()
+        .find_map(|s| match s {
+            floodgate::signal::Signal::Estimate(x) if &*x.campaign == campaign => Some((x.time_ms, x.forecast.clicks.mean)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("an estimate of {campaign}"))
+}
+
+/// Hierarchical learning: after five campaigns each, the forecast of each
+/// audience's next campaign made at its first estimate is within ×1.5 of its
+/// true expectation `20 000 · p_a · (F_a(t + 30 min − send) − F_a(t − send))`;
+/// the same log without `audience` (one model for the target, a blend of
+/// the two) is off by more than ×1.5 for at least one of them.
+#[test]
+fn each_audience_forecasts_with_its_own_direct_wave() {
+    let named = audience_log(11, true);
+    let blended = audience_log(11, false);
+    let mut blend_off = 0;
+    for (i, &(audience, click_through, median)) in AUDIENCES.iter().enumerate() {
+        let campaign = format!("{audience}-{PAST}");
+        let send = START + (2 * PAST + i as i64) * EVERY_H * HOUR as i64;
+        let (t, learned) = first_forecast(&named, &campaign);
+        let (t_blend, blend) = first_forecast(&blended, &campaign);
+        assert_eq!(t, t_blend, "the same first estimate");
+        let cdf = |ms: f64| 0.5 * (1.0 + erf((ms / median).ln() / SIGMA / std::f64::consts::SQRT_2));
+        let since = (t - send) as f64;
+        let expected = RECIPIENTS as f64 * click_through * (cdf(since + 0.5 * HOUR) - cdf(since));
+        assert!((learned / expected).ln().abs() < 1.5f64.ln(), "{audience}: learned {learned} vs expected {expected} at {since} ms");
+        if (blend / expected).ln().abs() > 1.5f64.ln() {
+            blend_off += 1;
+        }
+        eprintln!("{audience}: expected {expected:.1}, per audience {learned:.1}, target blend {blend:.1}");
+    }
+    assert!(blend_off >= 1, "the target-level blend is within ×1.5 for both audiences");
+}
+
+/// A new audience of a known target starts from the target's learned curve
+/// and click-through, not from the configured constants (30 min, 5 %).
+#[test]
+fn a_new_audience_starts_from_its_target() {
+    let mut data = log(5);
+    // When the log ends (2 days after the last campaign's send).
+    let send = START + 7 * 12 * HOUR as i64 + 48 * HOUR as i64;
+    data.extend_from_slice(
+        format!(r#"{{"type":"send","campaign":"new","ts":{send},"recipients":{RECIPIENTS},"target":"web","audience":"fresh"}}"#).as_bytes(),
+    );
+    let mut e = engine("");
+    let (_, _, errors) = replay_bytes(&data, &mut e);
+    assert!(errors.is_empty(), "{:?}", errors.first());
+    let targets = e.targets();
+    let web = targets.iter().find(|t| t.target == "web").expect("target web");
+    let target = web.direct_wave.as_ref().expect("learning is on by default");
+    let fresh = &web.audiences.iter().find(|a| a.audience == "fresh").expect("audience fresh").direct_wave;
+    assert_eq!(fresh.campaigns, 0);
+    assert_eq!(fresh.delays, 0.0);
+    assert_eq!((fresh.click_through, fresh.click_through_weight), (target.click_through, target.click_through_weight));
+    assert!(
+        (fresh.response_median_s / target.response_median_s - 1.0).abs() < 1e-9,
+        "{} vs {}",
+        fresh.response_median_s,
+        target.response_median_s
+    );
+    assert!((fresh.response_p90_s / target.response_p90_s - 1.0).abs() < 1e-9);
+    // … which are the learned ones, far from the configured constants.
+    assert!((fresh.click_through / CLICK_THROUGH - 1.0).abs() < 0.2, "{}", fresh.click_through);
+    assert!(fresh.response_median_s > 2.0 * 3600.0, "{}", fresh.response_median_s);
+}

@@ -52,6 +52,7 @@ pub fn group_spec(seed: u64, group: usize, n: usize) -> SimSpec {
             CampaignSpec {
                 campaign: format!("mailing-{group}-{i}"),
                 target: format!("web-{}", i % 8),
+                audience: None,
                 start_ms: group_start + i as i64 * 15_000,
                 recipients: if r >= 1.3 { 8_000 } else { 20_000 },
                 click_through: 0.05,

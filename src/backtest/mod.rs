@@ -55,6 +55,7 @@ use serde::Serialize;
 
 use crate::config::{Config, PlannerConfig};
 use crate::decode::RejectReason;
+use crate::engine::model_file::{LearnedModel, ModelError};
 use crate::engine::{Applied, Engine, EngineConfigError};
 use crate::event::{Event, EventKind};
 use crate::ingest::LinePosition;
@@ -120,6 +121,9 @@ pub enum BacktestError {
     /// The log spans too long for a per-minute model.
     #[error("the log spans {0} days; backtest one mailing's log (at most 31 days)")]
     TooLong(i64),
+    /// The learned model to start from does not fit the engine.
+    #[error("loading the model: {0}")]
+    LoadModel(#[from] ModelError),
 }
 
 /// A policy's numbers on one target.
@@ -413,6 +417,16 @@ pub struct Prepared {
     onsets: HashMap<String, i64>,
     /// The engine's R over time per campaign.
     r_series: HashMap<String, Vec<RPoint>>,
+    /// What the engine had learned at the end of the replay.
+    learned: LearnedModel,
+}
+
+impl Prepared {
+    /// What the engine had learned at the end of the replay
+    /// ([`Engine::learned_model`]).
+    pub fn learned_model(&self) -> &LearnedModel {
+        &self.learned
+    }
 }
 
 /// One UTC day in milliseconds.
@@ -420,8 +434,20 @@ const DAY: i64 = 24 * 60 * MIN;
 
 /// Runs the backtest on an NDJSON log.
 pub fn backtest(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Backtest, BacktestError> {
+    Ok(backtest_from(log, cfg, model, None)?.0)
+}
+
+/// [`backtest`] with the engine starting from a learned model (`--model`),
+/// and what it had learned at the end.
+pub fn backtest_from(
+    log: &[u8],
+    cfg: Arc<Config>,
+    model: &Model,
+    start: Option<&LearnedModel>,
+) -> Result<(Backtest, LearnedModel), BacktestError> {
     check_model(model)?;
-    evaluate(&prepare(log, cfg)?, model)
+    let prep = prepare_from(log, cfg, start)?;
+    Ok((evaluate(&prep, model)?, prep.learned))
 }
 
 /// Rejects model parameters out of range.
@@ -445,7 +471,15 @@ fn check_model(model: &Model) -> Result<(), BacktestError> {
 
 /// Reads the log's traffic and replays it through the engine.
 pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> {
+    prepare_from(log, cfg, None)
+}
+
+/// [`prepare`] with the engine starting from a learned model (`--model`).
+pub fn prepare_from(log: &[u8], cfg: Arc<Config>, start: Option<&LearnedModel>) -> Result<Prepared, BacktestError> {
     let mut engine = Engine::new(&*cfg)?.with_estimates(true);
+    if let Some(m) = start {
+        engine.load_model(m)?;
+    }
     let lateness = cfg.estimator.allowed_lateness.ms();
 
     // 1. One pass through the ingest step: the engine's signals, and the
@@ -493,7 +527,8 @@ pub fn prepare(log: &[u8], cfg: Arc<Config>) -> Result<Prepared, BacktestError> 
     for marks in scale.values_mut() {
         marks.sort_by_key(|m| m.effective_ms);
     }
-    Ok(Prepared { cfg, lateness_ms: lateness, input, camps, first_ms: first, last_ms: last, scale, onsets, r_series })
+    let learned = engine.learned_model();
+    Ok(Prepared { cfg, lateness_ms: lateness, input, camps, first_ms: first, last_ms: last, scale, onsets, r_series, learned })
 }
 
 /// The modelled minutes: `(start of the first, how many)`. The log's span,

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::policy::{oracle, FLOODGATE, REACTIVE, TREND};
-use super::{evaluate, prepare, run_policy, Backtest, BacktestError, Model, Prepared};
+use super::{evaluate, prepare_from, run_policy, Backtest, BacktestError, Model, Prepared};
 use crate::config::{Config, Duration};
+use crate::engine::model_file::LearnedModel;
 use crate::time::format_duration_ms;
 
 /// Replica start-up delays of a sweep: 30 s, 90 s, 5 min, 10 min.
@@ -263,7 +264,13 @@ fn oracle_point(prep: &Prepared, b: &Backtest, startup_ms: i64) -> SweepPoint {
 /// Runs the sweep on a log: the model's parameters except start-up and
 /// target utilisation, which the sweep varies.
 pub fn sweep(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Sweep, BacktestError> {
-    let base = prepare(log, cfg.clone())?;
+    sweep_from(log, cfg, model, None)
+}
+
+/// [`sweep`] with every engine replay starting from the same learned model
+/// (`--model`).
+pub fn sweep_from(log: &[u8], cfg: Arc<Config>, model: &Model, start: Option<&LearnedModel>) -> Result<Sweep, BacktestError> {
+    let base = prepare_from(log, cfg.clone(), start)?;
     let at = |startup_ms: i64, target_utilisation: Option<f64>| Model { startup_ms, target_utilisation, ..model.clone() };
     let mut startups = Vec::new();
     for startup_ms in STARTUPS_MS {
@@ -298,7 +305,7 @@ pub fn sweep(log: &[u8], cfg: Arc<Config>, model: &Model) -> Result<Sweep, Backt
         for frontier in &mut startups {
             // A user whose replicas take this long to start says so
             // (`planner.startup`): the engine plans that far ahead.
-            let prep = prepare(log, Arc::new(with_startup(&with_knobs, frontier.startup_ms)))?;
+            let prep = prepare_from(log, Arc::new(with_startup(&with_knobs, frontier.startup_ms)), start)?;
             let b = evaluate(&prep, &at(frontier.startup_ms, None))?;
             frontier.points.push(SweepPoint {
                 floodgate: Some(knobs),

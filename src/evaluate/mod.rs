@@ -63,6 +63,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Duration};
 use crate::decode::decode;
+use crate::engine::model_file::{LearnedModel, ModelError};
 use crate::engine::{Engine, EngineConfigError};
 use crate::event::{person_key, EventKind};
 use crate::replay::{replay, ReplayReport};
@@ -94,6 +95,9 @@ pub enum EvaluateError {
     /// The replay failed (reading the log).
     #[error("replaying the log: {0}")]
     Io(#[from] std::io::Error),
+    /// The learned model to start from does not fit the engine.
+    #[error("loading the model: {0}")]
+    LoadModel(#[from] ModelError),
 }
 
 /// Scores of one forecaster on one horizon's scored windows.
@@ -570,6 +574,17 @@ impl HorizonAcc {
 
 /// Scores the estimates of `log` (see the module docs).
 pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Evaluation, EvaluateError> {
+    Ok(evaluate_from(log, cfg, horizons_ms, None)?.0)
+}
+
+/// [`evaluate`] with the engine starting from a learned model (`--model`),
+/// and what it had learned at the end.
+pub fn evaluate_from(
+    log: &[u8],
+    cfg: Arc<Config>,
+    horizons_ms: &[i64],
+    start: Option<&LearnedModel>,
+) -> Result<(Evaluation, LearnedModel), EvaluateError> {
     let bin_ms = cfg.estimator.bin.ms();
     if horizons_ms.is_empty() {
         return Err(EvaluateError::Horizon("give at least one horizon".into()));
@@ -618,6 +633,9 @@ pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Eva
     let mut errors: Vec<String> = Vec::new();
 
     let mut engine = Engine::new(cfg)?.with_estimates(true);
+    if let Some(m) = start {
+        engine.load_model(m)?;
+    }
     let mut on_estimate = |e: &Estimate, ev: &mut Evaluation, pending_onsets: &mut HashMap<(String, i64), usize>| {
         let Some(t) = truth.get(&*e.campaign) else { return };
         let path = &e.forecast.path;
@@ -852,7 +870,7 @@ pub fn evaluate(log: &[u8], cfg: Arc<Config>, horizons_ms: &[i64]) -> Result<Eva
     o.below_1 = o.rows.iter().filter(|r| r.realized_r.is_some_and(|x| x < 1.0)).count() as u64;
     o.below_0_8 = o.rows.iter().filter(|r| r.realized_r.is_some_and(|x| x < 0.8)).count() as u64;
     o.share_below_1 = (o.with_realized_r > 0).then(|| o.below_1 as f64 / o.with_realized_r as f64);
-    Ok(ev)
+    Ok((ev, engine.learned_model()))
 }
 
 fn pct(x: Option<f64>) -> String {

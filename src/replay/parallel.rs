@@ -108,6 +108,8 @@ struct CompactEvent {
     recipients: u64,
     /// [`Event::target`].
     target: Option<Text>,
+    /// [`Event::audience`].
+    audience: Option<Text>,
 }
 
 impl CompactEvent {
@@ -124,6 +126,7 @@ impl CompactEvent {
             generation: ev.generation,
             recipients: ev.recipients,
             target: text(ev.target),
+            audience: text(ev.audience),
         }
     }
 
@@ -147,6 +150,7 @@ impl CompactEvent {
             generation: self.generation,
             recipients: self.recipients,
             target: text(&self.target)?,
+            audience: text(&self.audience)?,
         })
     }
 }

@@ -13,7 +13,7 @@ use super::partition::PartitionShared;
 use super::{lock, Ctx};
 use crate::engine::TargetView;
 use crate::shutdown::Shutdown;
-use crate::sink::metrics::{best_direct_waves, best_generation_intervals, rank_campaigns, sum_targets};
+use crate::sink::metrics::{best_audiences, best_direct_waves, best_generation_intervals, rank_campaigns, sum_targets};
 use crate::status::{ApiView, PartitionView, Status};
 
 /// Once a second: metrics from partition snapshots, lag, readiness, the API
@@ -95,6 +95,7 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
         let summed = sum_targets(cfg, &refs);
         ctx.metrics.set_targets(cfg, &summed);
         let waves = best_direct_waves(&refs);
+        let mut audiences = best_audiences(&refs);
         ctx.metrics.set_direct_waves(&waves);
         let intervals = best_generation_intervals(&refs);
         ctx.metrics.set_generation_intervals(&intervals);
@@ -117,6 +118,7 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
                 clicks: clicks.get(name.as_str()).copied().unwrap_or(0),
                 direct_wave: waves.get(name).cloned(),
                 generation_interval: intervals.get(name).cloned(),
+                audiences: audiences.remove(name).unwrap_or_default(),
             })
             .collect();
         *lock(&status.api) = ApiView { ready, campaigns: all_top, targets: target_views, partitions: parts };

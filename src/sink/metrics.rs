@@ -29,7 +29,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
 use crate::config::Config;
 use crate::decode::RejectReason;
 use crate::engine::planner::replicas_for;
-use crate::engine::{CampaignView, DirectWaveView, GenerationIntervalView, Stats, TargetView};
+use crate::engine::{AudienceView, CampaignView, DirectWaveView, GenerationIntervalView, Stats, TargetView};
 
 /// Every metric of the service, registered in one registry.
 #[derive(Clone, Debug)]
@@ -433,6 +433,28 @@ fn best_learned<V: Clone>(
     out
 }
 
+/// Each target's audiences' learned direct waves (`/api/targets`), each
+/// from the partition engine that learned it from the most direct clicks,
+/// as [`best_direct_waves`] picks the target's own.
+pub fn best_audiences(per_partition: &[&[TargetView]]) -> BTreeMap<String, Vec<AudienceView>> {
+    let mut best: BTreeMap<(&str, &str), &AudienceView> = BTreeMap::new();
+    for t in per_partition.iter().flat_map(|v| v.iter()) {
+        for a in &t.audiences {
+            match best.get(&(t.target.as_str(), a.audience.as_str())) {
+                Some(b) if b.direct_wave.delays >= a.direct_wave.delays => {}
+                _ => {
+                    best.insert((&t.target, &a.audience), a);
+                }
+            }
+        }
+    }
+    let mut out: BTreeMap<String, Vec<AudienceView>> = BTreeMap::new();
+    for ((target, _), a) in best {
+        out.entry(target.to_string()).or_default().push(a.clone());
+    }
+    out
+}
+
 /// Sums target forecasts over partition engines (the baseline of a target is
 /// counted once, not once per partition). Every target configured under
 /// `[targets.<name>]` is included, at its baseline when no partition engine
@@ -531,6 +553,7 @@ mod tests {
             clicks: 9,
             direct_wave: None,
             generation_interval: None,
+            audiences: Vec::new(),
         }];
         let summed = sum_targets(&cfg, &[&views]);
         m.set_targets(&cfg, &summed);
@@ -566,6 +589,7 @@ mod tests {
             clicks: 1,
             direct_wave: Some(w),
             generation_interval: Some(g),
+            audiences: Vec::new(),
         };
         // Partition a learned its interval from more delays, b its wave from more clicks.
         let (a, b) = ([view(wave(600.0, 10.0), interval(1500.0, 900.0))], [view(wave(1200.0, 5000.0), interval(300.0, 20.0))]);

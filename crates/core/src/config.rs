@@ -421,6 +421,10 @@ pub struct LimitsConfig {
     pub idle_timeout: Duration,
     /// Event ids remembered for de-duplication (the open bins). Default 5000000.
     pub max_dedup_ids: u32,
+    /// Audiences whose direct wave is learned per target (in order of first
+    /// appearance); campaigns of further audiences use their target's.
+    /// Default 64; 0 learns no audience.
+    pub max_audiences_per_target: u32,
 }
 
 impl Default for LimitsConfig {
@@ -433,6 +437,7 @@ impl Default for LimitsConfig {
             forget_below: 0.1,
             idle_timeout: Duration(7 * 24 * 3_600_000),
             max_dedup_ids: 5_000_000,
+            max_audiences_per_target: 64,
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::event::{Event, EventKind};
 use crate::time::parse_rfc3339_ms;
 
-/// Longest accepted campaign, person, parent, target or id string, in bytes.
+/// Longest accepted campaign, person, parent, target, audience or id string, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
 /// Why an input record was rejected. The variants are the (bounded) values of
@@ -109,6 +109,56 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
+/// A field that must be a string, with a value of another JSON type kept as
+/// the name of that type, so that the rejection can name the field
+/// (`serde_json`'s type errors give a line and column, not the key). `null`
+/// is absent, as for the other optional strings (`Option` takes it).
+enum Text<'a> {
+    /// A string (borrowed when it has no escape).
+    Str(Cow<'a, str>),
+    /// Not a string: which JSON type it was.
+    Wrong(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text::Wrong("a boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text::Wrong("a number"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text::Wrong("a number"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text::Wrong("a number"))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Text::Wrong("an array"))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok(Text::Wrong("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `ts`: a string (RFC 3339) or an integer (epoch milliseconds).
 enum Ts<'a> {
     Text(Cow<'a, str>),
@@ -160,6 +210,8 @@ struct Raw<'a> {
     parent: Option<Str<'a>>,
     #[serde(borrow)]
     target: Option<Str<'a>>,
+    #[serde(borrow)]
+    audience: Option<Text<'a>>,
     generation: Option<i64>,
     recipients: Option<i64>,
 }
@@ -175,6 +227,16 @@ fn check_str<'a>(field: &str, v: Option<Str<'a>>) -> Result<Option<Cow<'a, str>>
             Err(Rejection::new(RejectReason::Value, format!("`{field}` is {} bytes long; at most {MAX_ID_BYTES} are allowed", s.len())))
         }
         Some(Str(s)) => Ok(Some(s)),
+    }
+}
+
+/// [`check_str`] for a field read as [`Text`]: a value of another type is a
+/// `field_type` rejection naming the field.
+fn check_text<'a>(field: &str, v: Option<Text<'a>>) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match v {
+        None => Ok(None),
+        Some(Text::Str(s)) => check_str(field, Some(Str(s))),
+        Some(Text::Wrong(what)) => Err(Rejection::new(RejectReason::FieldType, format!("`{field}` must be a string, not {what}"))),
     }
 }
 
@@ -244,6 +306,7 @@ fn validate(raw: Raw<'_>) -> Result<Event<'_>, Rejection> {
     let person = check_str("person", raw.person)?;
     let parent = check_str("parent", raw.parent)?;
     let target = check_str("target", raw.target)?;
+    let audience = check_text("audience", raw.audience)?;
     let generation = match raw.generation {
         None => 0,
         Some(g) if (0..=1_000_000).contains(&g) => g as u32,
@@ -269,7 +332,7 @@ fn validate(raw: Raw<'_>) -> Result<Event<'_>, Rejection> {
         }
         _ => {}
     }
-    Ok(Event { kind, campaign, ts_ms, id, person, parent, generation, recipients, target })
+    Ok(Event { kind, campaign, ts_ms, id, person, parent, generation, recipients, target, audience })
 }
 
 /// The fast path of [`decode`]: a scanner for the common shape of an event (a
@@ -293,7 +356,7 @@ fn validate(raw: Raw<'_>) -> Result<Event<'_>, Rejection> {
 mod fast {
     use std::borrow::Cow;
 
-    use super::{Raw, Str, Ts};
+    use super::{Raw, Str, Text, Ts};
 
     /// Most digits of an integer taken on the fast path (always fits an i64).
     const MAX_DIGITS: usize = 18;
@@ -308,6 +371,7 @@ mod fast {
         Person,
         Parent,
         Target,
+        Audience,
         Generation,
         Recipients,
         Other,
@@ -517,6 +581,7 @@ mod fast {
                 b"person" => Key::Person,
                 b"parent" => Key::Parent,
                 b"target" => Key::Target,
+                b"audience" => Key::Audience,
                 b"generation" => Key::Generation,
                 b"recipients" => Key::Recipients,
                 _ => Key::Other,
@@ -595,6 +660,8 @@ mod fast {
                     Key::Person => set(&mut raw.person, Str(Cow::Borrowed(c.string()?)))?,
                     Key::Parent => set(&mut raw.parent, Str(Cow::Borrowed(c.string()?)))?,
                     Key::Target => set(&mut raw.target, Str(Cow::Borrowed(c.string()?)))?,
+                    // Not a string: `serde_json` names the type for the rejection.
+                    Key::Audience => set(&mut raw.audience, Text::Str(Cow::Borrowed(c.string()?)))?,
                     Key::Ts if string => set(&mut raw.ts, Ts::Text(Cow::Borrowed(c.string()?)))?,
                     Key::Ts => set(&mut raw.ts, Ts::Millis(c.integer()?))?,
                     Key::Generation => set(&mut raw.generation, c.integer()?)?,
@@ -680,6 +747,41 @@ mod tests {
         }
     }
 
+    /// `audience`: an optional string like `target` (borrowed when plain,
+    /// unescaped when not, `null` is absent); any other JSON type is a
+    /// `field_type` rejection that names the field, on both decoding paths.
+    #[test]
+    fn audience_is_an_optional_string_named_when_mistyped() {
+        let send = |extra: &str| format!(r#"{{"type":"send","campaign":"a","ts":0,"recipients":10,"target":"w"{extra}}}"#);
+        let got = |extra: &str| {
+            let line = send(extra);
+            let fast = decode(line.as_bytes());
+            assert_eq!(fast, parse_serde(line.as_bytes()).and_then(validate), "{line}");
+            fast.map(|e| e.audience.map(Cow::into_owned))
+        };
+        let plain = send(r#","audience":"newsletter""#);
+        let e = decode(plain.as_bytes()).expect("a send with an audience");
+        assert!(matches!(e.audience, Some(Cow::Borrowed("newsletter"))), "{:?}", e.audience);
+        assert_eq!(got(""), Ok(None));
+        assert_eq!(got(r#","audience":null"#), Ok(None));
+        assert_eq!(got(r#","audience":"caf\u00e9 \"vip\"""#), Ok(Some("café \"vip\"".to_string())));
+        // On a click it is accepted (and ignored by the engine).
+        let click = decode(br#"{"type":"click","campaign":"a","ts":0,"audience":"x"}"#).expect("click");
+        assert_eq!(click.audience.as_deref(), Some("x"));
+        for (value, what) in
+            [("5", "a number"), ("-1.5", "a number"), ("true", "a boolean"), ("[\"a\"]", "an array"), ("{\"a\":1}", "an object")]
+        {
+            let r = got(&format!(r#","audience":{value}"#)).expect_err(value);
+            assert_eq!(r.reason, RejectReason::FieldType, "{value}: {}", r.detail);
+            assert_eq!(r.detail, format!("`audience` must be a string, not {what}"));
+        }
+        let r = got(r#","audience":"""#).expect_err("empty");
+        assert_eq!((r.reason, r.detail.as_str()), (RejectReason::Value, "`audience` is empty"));
+        let r = got(&format!(r#","audience":"{}""#, "x".repeat(MAX_ID_BYTES + 1))).expect_err("long");
+        assert_eq!(r.reason, RejectReason::Value);
+        assert!(r.detail.starts_with("`audience` is 257 bytes long"), "{}", r.detail);
+    }
+
     #[test]
     fn long_ids_are_rejected_not_truncated() {
         let long = "x".repeat(MAX_ID_BYTES + 1);
@@ -730,6 +832,8 @@ mod tests {
             br#"{"type":"click","campaign":"a","ts":1,"id":null,"x":[1,{"a":2}],"y":true}"#,
             br#"{}"#,
             br#"{"type":"click","campaign":"a","ts":1}x"#,
+            br#"{"type":"send","campaign":"a","ts":0,"recipients":10,"target":"w","audience":"news"}"#,
+            br#"{"type":"send","campaign":"a","ts":0,"recipients":10,"target":"w","audience":7}"#,
         ] {
             corpus.push(extra.to_vec());
         }

@@ -52,6 +52,10 @@ pub struct Event<'a> {
     pub recipients: u64,
     /// The web service the link points at (sends; optionally clicks).
     pub target: Option<Cow<'a, str>>,
+    /// For a send: the mailing list or segment it went to. The engine learns
+    /// each audience's direct wave under its target's (see
+    /// `engine/direct_wave.rs`); on other events it is accepted and ignored.
+    pub audience: Option<Cow<'a, str>>,
 }
 
 /// Stable 64-bit key of a string (xxh3 with a fixed seed). Used for person ids

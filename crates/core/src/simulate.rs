@@ -38,6 +38,9 @@ pub struct CampaignSpec {
     pub campaign: String,
     /// Target service.
     pub target: String,
+    /// The `audience` its send names (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     /// Send time, epoch ms.
     pub start_ms: i64,
     /// Recipients of the send.
@@ -73,8 +76,13 @@ pub struct Lognormal {
 /// The delays of a heavy-tailed campaign.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LognormalDelays {
-    /// Send → direct click, and forward → click of a forwarded copy.
+    /// Forward → click of a forwarded copy, and send → direct click unless
+    /// `direct` is given.
     pub response: Lognormal,
+    /// Send → direct click, if not `response` (an audience's own response
+    /// delay; the pass-along delays stay those of `response`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<Lognormal>,
     /// Click → forward.
     pub forward: Lognormal,
 }
@@ -219,10 +227,11 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
             ts_buf.clone()
         };
         let end = c.end_ms();
+        let audience = c.audience.as_ref().map_or(String::new(), |a| format!(r#","audience":"{a}""#));
         events.push(SimEvent {
             ts_ms: c.start_ms,
             line: format!(
-                r#"{{"type":"send","campaign":"{}","ts":"{}","recipients":{},"target":"{}","id":"s-{ci}"}}"#,
+                r#"{{"type":"send","campaign":"{}","ts":"{}","recipients":{},"target":"{}"{audience},"id":"s-{ci}"}}"#,
                 c.campaign,
                 fmt_ts(c.start_ms),
                 c.recipients,
@@ -237,7 +246,7 @@ pub fn simulate(spec: &SimSpec) -> Vec<SimEvent> {
         for _ in 0..c.recipients {
             if rng.chance(c.click_through) {
                 let delay = match &c.lognormal {
-                    Some(l) => rng.lognormal(l.response),
+                    Some(l) => rng.lognormal(l.direct.unwrap_or(l.response)),
                     None => rng.gamma(1.0, 30.0 * MINUTE),
                 };
                 let t = c.start_ms + delay as i64;
@@ -333,6 +342,7 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
         campaigns.push(CampaignSpec {
             campaign: format!("mailing-r{}", (r * 10.0).round() as u32),
             target: if i % 2 == 0 { "shop-web".into() } else { "blog-web".into() },
+            audience: None,
             start_ms: start_ms + i as i64 * 20 * MINUTE as i64,
             recipients,
             click_through: 0.05,
@@ -348,6 +358,7 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
     campaigns.push(CampaignSpec {
         campaign: "mailing-jump".into(),
         target: "shop-web".into(),
+        audience: None,
         start_ms: start_ms + 30 * MINUTE as i64,
         recipients: 20_000,
         click_through: 0.05,
@@ -363,32 +374,38 @@ pub fn standard_scenarios(seed: u64, start_ms: i64) -> SimSpec {
 }
 
 /// The `heavy-tailed` scenario set: delays lognormal with an sd above the
-/// mean (send → click and forward → click: mean 40 min, sd 90 min; click →
-/// forward: mean 10 min, sd 25 min), so a campaign's clicks trail on for
-/// hours; three audiences with a stable click-through each, several
-/// campaigns per audience, large direct waves and sub-critical pass-along
-/// (R 0.2–0.95), and two super-critical campaigns (R 1.3 and 1.6). Sends are
-/// 40 min apart; each log runs 6 h after its send. The audience is in the
-/// campaign id (`<audience>-<n>-r<R×100>`), not a field of the events.
+/// mean (send → direct click: mean 40 min, sd 90 min for the newsletter,
+/// 20/45 min for customers, 80/150 min for prospects; forward → click: 40/90
+/// min; click → forward: mean 10 min, sd 25 min), so a campaign's clicks trail on for
+/// hours; three audiences with a stable click-through and response delay
+/// each, several campaigns per audience, large direct waves and
+/// sub-critical pass-along (R 0.2–0.95), and two super-critical campaigns
+/// (R 1.3 and 1.6). Sends are 40 min apart; each log runs 6 h after its
+/// send. Each send names its `audience` (also the first part of the
+/// campaign id, `<audience>-<n>-r<R×100>`).
 pub fn heavy_tailed_scenarios(seed: u64, start_ms: i64) -> SimSpec {
-    // (audience, recipients, click-through, target, R of its campaigns)
-    let audiences: [(&str, u64, f64, &str, &[f64]); 3] = [
-        ("newsletter", 100_000, 0.015, "blog-web", &[0.2, 0.5, 0.8, 0.95]),
-        ("customers", 60_000, 0.025, "shop-web", &[0.3, 0.6, 0.9, 1.6]),
-        ("prospects", 150_000, 0.008, "shop-web", &[0.4, 0.7, 1.3]),
+    // (audience, recipients, click-through, response delay mean and sd in
+    // minutes, target, R of its campaigns)
+    type Audience = (&'static str, u64, f64, (f64, f64), &'static str, &'static [f64]);
+    let audiences: [Audience; 3] = [
+        ("newsletter", 100_000, 0.015, (40.0, 90.0), "blog-web", &[0.2, 0.5, 0.8, 0.95]),
+        ("customers", 60_000, 0.025, (20.0, 45.0), "shop-web", &[0.3, 0.6, 0.9, 1.6]),
+        ("prospects", 150_000, 0.008, (80.0, 150.0), "shop-web", &[0.4, 0.7, 1.3]),
     ];
-    let delays = LognormalDelays {
-        response: Lognormal { mean_ms: 40.0 * MINUTE, sd_ms: 90.0 * MINUTE },
-        forward: Lognormal { mean_ms: 10.0 * MINUTE, sd_ms: 25.0 * MINUTE },
-    };
     let mut campaigns = Vec::new();
     // Interleave the audiences: newsletter 1, customers 1, prospects 1, newsletter 2, …
     for round in 0..4 {
-        for &(audience, recipients, click_through, target, rs) in &audiences {
+        for &(audience, recipients, click_through, (mean, sd), target, rs) in &audiences {
             let Some(&r) = rs.get(round) else { continue };
+            let delays = LognormalDelays {
+                response: Lognormal { mean_ms: 40.0 * MINUTE, sd_ms: 90.0 * MINUTE },
+                direct: Some(Lognormal { mean_ms: mean * MINUTE, sd_ms: sd * MINUTE }),
+                forward: Lognormal { mean_ms: 10.0 * MINUTE, sd_ms: 25.0 * MINUTE },
+            };
             campaigns.push(CampaignSpec {
                 campaign: format!("{audience}-{}-r{}", round + 1, (r * 100.0).round() as u32),
                 target: target.into(),
+                audience: Some(audience.into()),
                 start_ms: start_ms + campaigns.len() as i64 * 40 * MINUTE as i64,
                 recipients,
                 click_through,
@@ -410,6 +427,7 @@ pub fn demo_scenario(seed: u64, start_ms: i64) -> SimSpec {
     let base = |name: &str, target: &str, offset_min: i64, recipients: u64, r: f64| CampaignSpec {
         campaign: name.into(),
         target: target.into(),
+        audience: None,
         start_ms: start_ms + offset_min * MINUTE as i64,
         recipients,
         click_through: 0.05,
@@ -472,11 +490,27 @@ mod tests {
         let rs: Vec<f64> = spec.campaigns.iter().map(|c| c.r).collect();
         assert_eq!(rs.iter().filter(|&&r| r > 1.0).count(), 2, "two super-critical campaigns");
         assert!(rs.iter().filter(|&&r| r < 1.0).all(|&r| (0.2..=0.95).contains(&r)));
-        // Same audience, same click-through.
+        // Same audience, same click-through and response delay; different
+        // audiences, different ones; every send names its audience.
         for c in &spec.campaigns {
-            let audience = c.campaign.split('-').next().unwrap_or("");
-            assert!(spec.campaigns.iter().filter(|o| o.campaign.starts_with(audience)).all(|o| o.click_through == c.click_through));
+            let audience = c.audience.as_deref().expect("an audience");
+            assert!(c.campaign.starts_with(audience));
+            for o in &spec.campaigns {
+                let same = o.audience == c.audience;
+                assert_eq!(same, o.click_through == c.click_through, "{} / {}", c.campaign, o.campaign);
+                assert_eq!(same, o.lognormal.map(|l| l.direct) == c.lognormal.map(|l| l.direct), "{} / {}", c.campaign, o.campaign);
+            }
         }
+        // Only the sends (no click fits in a log of length 0).
+        let mut sends_only = spec.clone();
+        sends_only.campaigns.iter_mut().for_each(|c| c.duration_ms = 0);
+        let sends: Vec<String> = simulate(&sends_only)
+            .into_iter()
+            .filter(|e| e.generation.is_none() && e.line.contains(r#""type":"send""#))
+            .map(|e| e.line)
+            .collect();
+        assert_eq!(sends.len(), 11);
+        assert!(sends.iter().all(|l| l.contains(r#","audience":""#)), "{sends:?}");
         // Direct click delays: sd above the mean (among clicks inside the log).
         let mut one = spec.clone();
         one.campaigns.truncate(1);

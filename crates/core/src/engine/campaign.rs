@@ -89,6 +89,12 @@ pub(crate) struct Campaign {
     /// learned direct wave (from the first closed bin with a send before
     /// its end; boxed: most campaigns in a flood of ids never have one).
     pub delays: Option<Box<CampaignDelays>>,
+    /// The audience (slot in its target's audiences) named by the first
+    /// send (in arrival order) that names one, if it got a slot.
+    pub audience: Option<u32>,
+    /// The earliest bin of a send naming an audience (`i64::MAX`: none yet);
+    /// see [`Campaign::audience_at`].
+    pub audience_since_bin: i64,
 }
 
 /// At most this many sends are remembered per campaign (the most recent).
@@ -117,6 +123,8 @@ impl Campaign {
             demand_rps: 0.0,
             last_incidence_bin: i64::MIN,
             delays: None,
+            audience: None,
+            audience_since_bin: i64::MAX,
         }
     }
 
@@ -128,6 +136,12 @@ impl Campaign {
     /// later, still open bin).
     pub fn target_at(&self, b: i64) -> Option<u32> {
         self.target.filter(|_| self.target_since_bin <= b)
+    }
+
+    /// The campaign's audience as known at the end of bin `b`: only if a
+    /// send of bin ≤ `b` named it (as [`Campaign::target_at`]).
+    pub fn audience_at(&self, b: i64) -> Option<u32> {
+        self.audience.filter(|_| self.audience_since_bin <= b)
     }
 
     pub fn add_send(&mut self, s: SendRecord) {

@@ -111,30 +111,34 @@ pub struct DelayStream {
 }
 
 impl DelayStream {
-    /// Hands delay bins `matured..to` to `learner` (the open one with its
-    /// delays, the others empty) and opens bin `to`.
-    fn fold_until(&mut self, learner: &mut DelayLearner, to: usize) {
+    /// Hands delay bins `matured..to` to `learner`, and to `also` if given
+    /// (the open one with its delays, the others empty), and opens bin `to`.
+    fn fold_until(&mut self, learner: &mut DelayLearner, mut also: Option<&mut DelayLearner>, to: usize) {
         let to = to.min(BINS) as u32;
         while self.matured < to {
             let n = std::mem::take(&mut self.open_count);
             self.below += u64::from(n);
             learner.fold(self.matured as usize, n, self.below as f64);
+            if let Some(a) = also.as_deref_mut() {
+                a.fold(self.matured as usize, n, self.below as f64);
+            }
             self.matured += 1;
         }
     }
 
-    /// `n` more delays of `delay_ms` (never shorter than any added before).
-    pub fn add(&mut self, learner: &mut DelayLearner, delay_ms: f64, n: u32) {
-        self.fold_until(learner, bin_of_delay(delay_ms));
+    /// `n` more delays of `delay_ms` (never shorter than any added before),
+    /// for `learner` and `also`.
+    pub fn add(&mut self, learner: &mut DelayLearner, also: Option<&mut DelayLearner>, delay_ms: f64, n: u32) {
+        self.fold_until(learner, also, bin_of_delay(delay_ms));
         self.open_count = self.open_count.saturating_add(n);
     }
 
     /// The source is `age_ms` old: hands the delay bins this completes to
-    /// `learner`. Returns whether any were.
-    pub fn mature(&mut self, learner: &mut DelayLearner, age_ms: f64) -> bool {
+    /// `learner` and `also`. Returns whether any were.
+    pub fn mature(&mut self, learner: &mut DelayLearner, also: Option<&mut DelayLearner>, age_ms: f64) -> bool {
         let ready = mature_bins(age_ms);
         if ready > self.matured as usize {
-            self.fold_until(learner, ready);
+            self.fold_until(learner, also, ready);
             true
         } else {
             false
@@ -215,6 +219,39 @@ impl DelayLearner {
     /// Delays that have entered the sums.
     pub fn observed(&self) -> f64 {
         self.observed
+    }
+
+    /// Replaces the prior by the CDF `cdf` given at the upper edges (the
+    /// last is taken as 1), worth `weight` delays; the sums are kept. An
+    /// audience's learner takes its target's learned curve this way at each
+    /// refresh (`direct_wave.rs`). Returns whether the prior changed (the
+    /// curve then needs a [`refresh`](Self::refresh)).
+    pub fn set_prior(&mut self, cdf: &[f64; BINS], weight: f64) -> bool {
+        let mut prior_cdf = *cdf;
+        prior_cdf[BINS - 1] = 1.0;
+        let weight = weight.max(0.0);
+        if prior_cdf == self.prior_cdf && weight == self.prior_weight {
+            return false;
+        }
+        self.prior_cdf = prior_cdf;
+        self.prior_weight = weight;
+        self.dirty = true;
+        true
+    }
+
+    /// The sums `(Σ n_{i,k}, Σ N_{i,≤k}, delays observed)`: everything the
+    /// learner took from data (the model file, `model_file.rs`).
+    pub fn sums(&self) -> (&[f64; BINS], &[f64; BINS], f64) {
+        (&self.in_bin, &self.up_to_bin, self.observed)
+    }
+
+    /// Replaces the sums by ones [`sums`](Self::sums) gave (a loaded model
+    /// file); the prior is kept. Call [`refresh`](Self::refresh) after.
+    pub fn set_sums(&mut self, in_bin: [f64; BINS], up_to_bin: [f64; BINS], observed: f64) {
+        self.in_bin = in_bin;
+        self.up_to_bin = up_to_bin;
+        self.observed = observed;
+        self.dirty = true;
     }
 
     /// The reverse hazard of bin `k`, data and prior pooled.

@@ -26,13 +26,33 @@
 //! they do not. Until [`MIN_CAMPAIGNS`] campaigns have joined, the
 //! configured `forecast.click_through` and its weight are used.
 //!
+//! **Audiences: one level down.** A send may name its `audience` (the list
+//! or segment). Each audience of a target has a [`DirectWave`] of its own,
+//! made by [`DirectWave::audience_of`], whose priors are its target's
+//! *learned* values, kept current at every refresh
+//! ([`DirectWave::refresh_under`]): the response-curve prior is the
+//! target's learned curve, worth `forecast.learn_weight` delays, and the
+//! click-through prior is the target's fitted Beta `(m, κ)`. The audience's
+//! mean click-through is the Beta–Binomial posterior mean over its own
+//! campaigns, `(κ m + Σ G_i) / (κ + Σ E_i)` (partial pooling: an audience
+//! with few exposed recipients stays near its target's mean, a well-observed
+//! one follows its own rate), and its weight is the moment fit of its own
+//! campaigns' spread once [`MIN_CAMPAIGNS`] count, the target's `κ` before.
+//! A campaign's matured bins go to both learners at once
+//! ([`DirectWave::observe_bin`]): the target keeps learning from all its
+//! campaigns exactly as without audiences. (The target's curve already holds
+//! the audience's delays, so they count twice, once through the prior; the
+//! prior weighs only `learn_weight` delays, which the audience's own data
+//! outweigh after a campaign or two.)
+//!
 //! The learned state changes only when bins close, in bin order, so it does
 //! not depend on arrival order within the allowed lateness.
 
-use super::delay_learner::{DelayLearner, DelayStream};
+use super::delay_learner::{DelayLearner, DelayStream, BINS};
 use std::collections::VecDeque;
 
 use super::forecast::ResponseCurve;
+use super::model_file::{DelaySums, DirectWaveModel, PoolCampaign};
 
 /// Campaigns whose click-through must count before the pool is used.
 pub const MIN_CAMPAIGNS: u32 = 3;
@@ -47,8 +67,9 @@ pub const POOL: usize = 256;
 ///
 /// Clicks are counted as their event bin closes, at the bin's delay since
 /// the send, so delays only grow, and a [`DelayStream`] holds what the
-/// learner has not taken yet: the campaign keeps 56 bytes, not a histogram
-/// (it was 57 counters, +664 B per busy campaign in the memory bench).
+/// learners have not taken yet: the campaign keeps a few words (88 bytes
+/// with its audience's pool entry), not a histogram (it was 57 counters,
+/// +664 B per busy campaign in the memory bench).
 #[derive(Clone, Debug)]
 pub struct CampaignDelays {
     /// The first send's time (ms).
@@ -62,12 +83,26 @@ pub struct CampaignDelays {
     /// Its entry in the target's click-through pool (gone once `POOL`
     /// later campaigns have joined).
     pool_id: Option<u64>,
+    /// The audience (slot in its target's) whose wave it also teaches: the
+    /// campaign's audience when its learning started, if any.
+    pub audience: Option<u32>,
+    /// Its entry in that audience's click-through pool.
+    audience_pool_id: Option<u64>,
 }
 
 impl CampaignDelays {
-    /// A campaign first sent at `first_send_ms`.
-    pub fn new(first_send_ms: i64, recipients: u64) -> Self {
-        CampaignDelays { first_send_ms, recipients, direct_clicks: 0, stream: DelayStream::default(), pool_id: None }
+    /// A campaign first sent at `first_send_ms`, teaching `audience`'s
+    /// wave too (if any).
+    pub fn new(first_send_ms: i64, recipients: u64, audience: Option<u32>) -> Self {
+        CampaignDelays {
+            first_send_ms,
+            recipients,
+            direct_clicks: 0,
+            stream: DelayStream::default(),
+            pool_id: None,
+            audience,
+            audience_pool_id: None,
+        }
     }
 }
 
@@ -82,7 +117,7 @@ struct PoolEntry {
     age_ms: f64,
 }
 
-/// A target's learned direct wave.
+/// A target's (or one of its audiences') learned direct wave.
 #[derive(Clone, Debug)]
 pub struct DirectWave {
     /// Send → direct click delays, pooled over the target's campaigns.
@@ -99,8 +134,12 @@ pub struct DirectWave {
     click_through: (f64, f64),
     /// Campaigns that counted in it.
     campaigns: u32,
-    /// The configured prior click-through and its weight (recipients).
+    /// The prior click-through and its weight (recipients): the configured
+    /// one for a target, the target's fitted Beta for an audience.
     prior: (f64, f64),
+    /// Whether this is an audience's wave, whose priors follow its target's
+    /// ([`DirectWave::refresh_under`]) and whose mean is partially pooled.
+    audience: bool,
 }
 
 impl DirectWave {
@@ -116,7 +155,40 @@ impl DirectWave {
             click_through: (click_through, click_through_weight),
             campaigns: 0,
             prior: (click_through, click_through_weight),
+            audience: false,
         }
+    }
+
+    /// A new audience of the target whose wave is `target`: it starts from
+    /// the target's learned curve (as prior, worth `prior_weight` delays)
+    /// and click-through (see the module documentation).
+    pub fn audience_of(target: &DirectWave, prior_weight: f64) -> Self {
+        let mut delays = target.delays.clone();
+        delays.set_sums([0.0; BINS], [0.0; BINS], 0.0);
+        delays.set_prior(target.delays.cdf_at_edges(), prior_weight);
+        delays.refresh();
+        DirectWave {
+            curve: ResponseCurve::learned(*delays.cdf_at_edges()),
+            delays,
+            stale: false,
+            pool: VecDeque::new(),
+            pool_base: 0,
+            click_through: target.click_through,
+            campaigns: 0,
+            prior: target.click_through,
+            audience: true,
+        }
+    }
+
+    /// An audience's refresh: its priors become `target`'s learned values
+    /// as of `target`'s last refresh (made just before), then
+    /// [`refresh`](Self::refresh).
+    pub fn refresh_under(&mut self, target: &DirectWave, prior_weight: f64) {
+        if self.delays.set_prior(target.delays.cdf_at_edges(), prior_weight) {
+            self.stale = true;
+        }
+        self.prior = target.click_through;
+        self.refresh();
     }
 
     /// The learned response curve (as of the last refresh).
@@ -145,6 +217,7 @@ impl DirectWave {
     /// campaigns whose wave is at least `CTR_MIN_SHARE` over.
     fn fit_click_through(&mut self) -> (f64, f64) {
         let (mut n, mut sum_x, mut sum_x2, mut sum_inv) = (0u32, 0.0, 0.0, 0.0);
+        let (mut clicks, mut exposed_all) = (0.0, 0.0);
         for e in &self.pool {
             let share = self.curve.cdf(e.age_ms);
             if share < CTR_MIN_SHARE || e.recipients <= 0.0 {
@@ -156,18 +229,60 @@ impl DirectWave {
             sum_x += x;
             sum_x2 += x * x;
             sum_inv += 1.0 / exposed;
+            clicks += e.direct_clicks.min(exposed);
+            exposed_all += exposed;
         }
         self.campaigns = n;
+        if self.audience {
+            // Partial pooling under the target's Beta (module documentation).
+            let (m0, k0) = self.prior;
+            let m = ((k0 * m0 + clicks) / (k0 + exposed_all)).clamp(1e-9, 1.0 - 1e-9);
+            let kappa = if n < MIN_CAMPAIGNS { k0 } else { moment_fit(n, sum_x, sum_x2, sum_inv).1 };
+            return (m, kappa);
+        }
         if n < MIN_CAMPAIGNS {
             return self.prior;
         }
-        let nf = f64::from(n);
-        let m = (sum_x / nf).clamp(1e-9, 1.0 - 1e-9);
-        let var = ((sum_x2 - nf * m * m) / (nf - 1.0)).max(0.0);
-        let binomial = m * (1.0 - m) * sum_inv / nf;
-        let between = (var - binomial).max(m * (1.0 - m) * 1e-7);
-        let kappa = (m * (1.0 - m) / between - 1.0).clamp(1.0, 1e7);
-        (m, kappa)
+        moment_fit(n, sum_x, sum_x2, sum_inv)
+    }
+
+    /// What it has learned from data, for the model file (`model_file.rs`):
+    /// the delay sums and the click-through pool. The priors are not in it:
+    /// they come from the configuration (a target) or the target (an
+    /// audience) of the engine that loads it.
+    pub fn to_model(&self) -> DirectWaveModel {
+        let (in_bin, up_to_bin, observed) = self.delays.sums();
+        DirectWaveModel {
+            delays: DelaySums { in_bin: in_bin.to_vec(), up_to_bin: up_to_bin.to_vec(), observed },
+            click_through_pool: self
+                .pool
+                .iter()
+                .map(|e| PoolCampaign { direct_clicks: e.direct_clicks, recipients: e.recipients, age_ms: e.age_ms })
+                .collect(),
+        }
+    }
+
+    /// Takes what [`to_model`](Self::to_model) gave (checked by
+    /// [`LearnedModel::check`](super::model_file::LearnedModel::check):
+    /// arrays of [`BINS`] values, at most [`POOL`] campaigns), in place of
+    /// what it had learned, and refreshes. An audience is then refreshed
+    /// with [`refresh_under`](Self::refresh_under) by its caller.
+    pub fn load(&mut self, m: &DirectWaveModel) {
+        let (Ok(in_bin), Ok(up_to_bin)) = (<[f64; BINS]>::try_from(&m.delays.in_bin[..]), <[f64; BINS]>::try_from(&m.delays.up_to_bin[..]))
+        else {
+            return;
+        };
+        self.delays.set_sums(in_bin, up_to_bin, m.delays.observed);
+        self.pool = m
+            .click_through_pool
+            .iter()
+            .take(POOL)
+            .map(|e| PoolEntry { direct_clicks: e.direct_clicks, recipients: e.recipients, age_ms: e.age_ms })
+            .collect();
+        // No campaign of this engine refers to an entry yet: ids start after them.
+        self.pool_base = 0;
+        self.stale = true;
+        self.refresh();
     }
 
     /// What it has learned, for views and metrics (as of the last refresh,
@@ -187,22 +302,36 @@ impl DirectWave {
     /// The event bin `[start_ms, end_ms)` of a campaign has closed with
     /// `clicks` direct clicks (placed at the middle of the part of the bin
     /// after the first send): the delay bins this completes go to the
-    /// learner, and the campaign's entry in the click-through pool is
-    /// updated. Also called with no clicks when a campaign is forgotten
-    /// (`start_ms = end_ms` = the end of the closed bins).
-    pub fn observe_bin(&mut self, c: &mut CampaignDelays, start_ms: i64, end_ms: i64, clicks: u32) {
+    /// learner (and to `audience`'s, the wave of the campaign's audience
+    /// under this target, if any), and the campaign's entries in the
+    /// click-through pools are updated. Also called with no clicks when a
+    /// campaign is forgotten (`start_ms = end_ms` = the end of the closed bins).
+    pub fn observe_bin(&mut self, mut audience: Option<&mut DirectWave>, c: &mut CampaignDelays, start_ms: i64, end_ms: i64, clicks: u32) {
         if clicks > 0 && end_ms > c.first_send_ms {
             let from = start_ms.max(c.first_send_ms);
             let delay = (from + end_ms) as f64 / 2.0 - c.first_send_ms as f64;
-            c.stream.add(&mut self.delays, delay, clicks);
+            c.stream.add(&mut self.delays, audience.as_deref_mut().map(|a| &mut a.delays), delay, clicks);
             c.direct_clicks += u64::from(clicks);
         }
         let age = (end_ms - c.first_send_ms) as f64;
-        if c.stream.mature(&mut self.delays, age) {
+        if c.stream.mature(&mut self.delays, audience.as_deref_mut().map(|a| &mut a.delays), age) {
             self.stale = true;
+            if let Some(a) = audience.as_deref_mut() {
+                a.stale = true;
+            }
         }
         let entry = PoolEntry { direct_clicks: c.direct_clicks as f64, recipients: c.recipients as f64, age_ms: age };
-        match c.pool_id {
+        self.pool_update(&mut c.pool_id, entry);
+        if let Some(a) = audience {
+            a.pool_update(&mut c.audience_pool_id, entry);
+        }
+    }
+
+    /// Puts a campaign's latest `entry` in the click-through pool: in place
+    /// if its `id` is still there, as a new entry (the oldest leaving past
+    /// [`POOL`]) if it has none.
+    fn pool_update(&mut self, id: &mut Option<u64>, entry: PoolEntry) {
+        match *id {
             Some(id) if id >= self.pool_base => {
                 if let Some(e) = self.pool.get_mut((id - self.pool_base) as usize) {
                     *e = entry;
@@ -210,7 +339,7 @@ impl DirectWave {
             }
             Some(_) => {} // left the pool: `POOL` later campaigns joined
             None => {
-                c.pool_id = Some(self.pool_base + self.pool.len() as u64);
+                *id = Some(self.pool_base + self.pool.len() as u64);
                 self.pool.push_back(entry);
                 if self.pool.len() > POOL {
                     self.pool.pop_front();
@@ -219,6 +348,18 @@ impl DirectWave {
             }
         }
     }
+}
+
+/// The Beta–Binomial moment fit of the module documentation: `(m, κ)`
+/// from `n ≥ 2` campaigns' rates (sum, sum of squares) and `Σ 1/E_i`.
+fn moment_fit(n: u32, sum_x: f64, sum_x2: f64, sum_inv: f64) -> (f64, f64) {
+    let nf = f64::from(n);
+    let m = (sum_x / nf).clamp(1e-9, 1.0 - 1e-9);
+    let var = ((sum_x2 - nf * m * m) / (nf - 1.0)).max(0.0);
+    let binomial = m * (1.0 - m) * sum_inv / nf;
+    let between = (var - binomial).max(m * (1.0 - m) * 1e-7);
+    let kappa = (m * (1.0 - m) / between - 1.0).clamp(1.0, 1e7);
+    (m, kappa)
 }
 
 #[cfg(test)]
@@ -232,25 +373,25 @@ mod tests {
 
     /// A campaign whose one click per closed event bin is observed.
     fn campaign_with(w: &mut DirectWave, clicks_by_bin: &[(i64, u32)], recipients: u64, end_ms: i64) -> CampaignDelays {
-        let mut c = CampaignDelays::new(0, recipients);
+        let mut c = CampaignDelays::new(0, recipients, None);
         for &(bin, n) in clicks_by_bin {
-            w.observe_bin(&mut c, bin * 60_000, (bin + 1) * 60_000, n);
+            w.observe_bin(None, &mut c, bin * 60_000, (bin + 1) * 60_000, n);
         }
-        w.observe_bin(&mut c, end_ms, end_ms, 0);
+        w.observe_bin(None, &mut c, end_ms, end_ms, 0);
         c
     }
 
     #[test]
     fn the_pool_keeps_the_most_recent_campaigns() {
         let mut w = wave();
-        let mut first = CampaignDelays::new(0, 1000);
-        w.observe_bin(&mut first, 0, 60_000, 0);
+        let mut first = CampaignDelays::new(0, 1000, None);
+        w.observe_bin(None, &mut first, 0, 60_000, 0);
         for _ in 0..POOL {
-            w.observe_bin(&mut CampaignDelays::new(0, 1000), 0, 60_000, 0);
+            w.observe_bin(None, &mut CampaignDelays::new(0, 1000, None), 0, 60_000, 0);
         }
         assert_eq!(w.pool.len(), POOL);
         // The first campaign's entry has left; observing it again adds nothing.
-        w.observe_bin(&mut first, 60_000, 120_000, 999);
+        w.observe_bin(None, &mut first, 60_000, 120_000, 999);
         assert_eq!(w.pool.len(), POOL);
         assert!(w.pool.iter().all(|e| e.direct_clicks == 0.0));
     }
@@ -271,13 +412,13 @@ mod tests {
     #[test]
     fn streamed_bins_fold_like_the_whole_histogram() {
         let mut w = DirectWave::new(&ResponseCurve::new(1_800_000.0, 1_800_000.0), 0.0, 0.05, 2000.0);
-        let mut c = CampaignDelays::new(90_000, 1000);
-        w.observe_bin(&mut c, 0, 60_000, 5); // before the send: not a delay
+        let mut c = CampaignDelays::new(90_000, 1000, None);
+        w.observe_bin(None, &mut c, 0, 60_000, 5); // before the send: not a delay
         assert_eq!(c.direct_clicks, 0);
-        w.observe_bin(&mut c, 60_000, 120_000, 4); // send mid-bin: 15 s after it
-        w.observe_bin(&mut c, 120_000, 180_000, 2); // 60 s after it
-        w.observe_bin(&mut c, 300_000, 360_000, 3); // 4.5 min after it
-        w.observe_bin(&mut c, 86_400_000, 86_400_000, 0); // a day later
+        w.observe_bin(None, &mut c, 60_000, 120_000, 4); // send mid-bin: 15 s after it
+        w.observe_bin(None, &mut c, 120_000, 180_000, 2); // 60 s after it
+        w.observe_bin(None, &mut c, 300_000, 360_000, 3); // 4.5 min after it
+        w.observe_bin(None, &mut c, 86_400_000, 86_400_000, 0); // a day later
         assert_eq!(c.direct_clicks, 9);
         let mut counts = [0u32; delay_learner::BINS];
         counts[bin_of_delay(15_000.0)] += 4;
@@ -303,11 +444,11 @@ mod tests {
         for clicks in [100u32, 200, 300] {
             let mut c = campaign_with(&mut w, &[(5, clicks)], 10_000, 40 * 86_400_000);
             // Observing again updates the same entry.
-            w.observe_bin(&mut c, 41 * 86_400_000, 41 * 86_400_000, 0);
+            w.observe_bin(None, &mut c, 41 * 86_400_000, 41 * 86_400_000, 0);
         }
         // A campaign too young to count (1 min into a 30-min curve).
-        let mut young = CampaignDelays::new(0, 10_000);
-        w.observe_bin(&mut young, 0, 60_000, 5000);
+        let mut young = CampaignDelays::new(0, 10_000, None);
+        w.observe_bin(None, &mut young, 0, 60_000, 5000);
         w.refresh();
         assert_eq!(w.view().campaigns, 3);
         let (m, kappa) = w.click_through_prior();

@@ -42,8 +42,10 @@
 
 use std::collections::BTreeMap;
 
+use super::delay_learner::BINS;
 use super::delay_learner::{bin_of_delay, upper_edge_ms, DelayLearner, DelayStream};
 use super::generation_interval::GenerationInterval;
+use super::model_file::DelaySums;
 
 /// Where the learned CDF (ms) is read for `P(Δ ≤ k)`: `k + 1` bins, between
 /// the mass points of lags `k` and `k + 1` (at `k + ½` and `k + 1½` bins).
@@ -141,10 +143,10 @@ impl GenerationLearner {
                 return true;
             }
             if co.new_children > 0 {
-                co.stream.add(delays, (lag as f64 + 0.5) * bin, std::mem::take(&mut co.new_children));
+                co.stream.add(delays, None, (lag as f64 + 0.5) * bin, std::mem::take(&mut co.new_children));
             }
             let age = (lag + 1).min(follow);
-            changed |= co.stream.mature(delays, age as f64 * bin);
+            changed |= co.stream.mature(delays, None, age as f64 * bin);
             lag + 1 < follow
         });
         self.stale |= changed;
@@ -208,6 +210,24 @@ impl GenerationLearner {
     /// quantile `q`: the learner's CDF as of the last [`refresh`](Self::refresh).
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.delays.quantile(q)
+    }
+
+    /// Its delay sums, for the model file (cohorts still maturing are not
+    /// in them: what they would still teach is lost with the process).
+    pub fn to_model(&self) -> DelaySums {
+        let (in_bin, up_to_bin, observed) = self.delays.sums();
+        DelaySums { in_bin: in_bin.to_vec(), up_to_bin: up_to_bin.to_vec(), observed }
+    }
+
+    /// Takes the sums a model file holds (checked: [`BINS`] values each) in
+    /// place of what it had learned.
+    pub fn load(&mut self, m: &DelaySums) {
+        let (Ok(in_bin), Ok(up_to_bin)) = (<[f64; BINS]>::try_from(&m.in_bin[..]), <[f64; BINS]>::try_from(&m.up_to_bin[..])) else {
+            return;
+        };
+        self.delays.set_sums(in_bin, up_to_bin, m.observed);
+        self.stale = true;
+        self.refresh();
     }
 
     /// What `/api/targets` and the metrics show.

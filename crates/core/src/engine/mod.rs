@@ -38,9 +38,10 @@ pub mod forecast;
 pub mod gamma;
 pub mod generation_interval;
 pub mod generation_learner;
-pub mod lifetime;
 mod known;
+pub mod lifetime;
 pub mod lineage;
+pub mod model_file;
 pub mod planner;
 pub mod predictive;
 pub mod r_prior;
@@ -67,10 +68,11 @@ use direct_wave::{CampaignDelays, DirectWave};
 use forecast::{Demand, ResponseCurve, SendRecord, Spread};
 use generation_interval::GenerationInterval;
 use generation_learner::GenerationLearner;
-use r_prior::RPriorLearner;
 use known::Known;
 use lineage::ForwardModel;
+use model_file::{LearnedModel, ModelError, TargetModel};
 use planner::{DemandRecord, PlanTiming, TargetPlanner};
+use r_prior::RPriorLearner;
 use renewal::Prior;
 use window::bin_of;
 
@@ -199,6 +201,10 @@ pub struct TargetView {
     /// (`estimator.generation_interval.learn`; absent when off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation_interval: Option<GenerationIntervalView>,
+    /// What the direct wave of each audience named by its sends has learned,
+    /// by audience name (`forecast.learn`; absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<AudienceView>,
 }
 
 /// A target's learned generation interval (`generation_learner.rs`), as
@@ -213,6 +219,43 @@ pub struct GenerationIntervalView {
     pub p90_s: f64,
     /// Parent → child delays learned from.
     pub delays: f64,
+}
+
+/// An audience's learned direct wave under its target (`direct_wave.rs`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AudienceView {
+    /// The audience, as named by the sends.
+    pub audience: String,
+    /// What its direct wave has learned.
+    pub direct_wave: DirectWaveView,
+}
+
+/// What one target has learned, loaded or seen (`floodgate model show`,
+/// [`Engine::learned_views`]).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LearnedView {
+    /// Target service.
+    pub target: String,
+    /// Its direct wave, learned from all its campaigns.
+    pub direct_wave: DirectWaveView,
+    /// Its audiences' direct waves, by audience name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<AudienceView>,
+    /// Its generation interval (absent: learning off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_interval: Option<GenerationIntervalView>,
+    /// Its prior of R (absent: learning off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r_prior: Option<RPriorView>,
+}
+
+/// A target's learned prior of R (`r_prior.rs`).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct RPriorView {
+    /// The prior mean of R its campaigns are estimated with.
+    pub mean: f64,
+    /// Matured exposure (clickers × F) it was learned from.
+    pub exposure: f64,
 }
 
 /// A target's learned direct wave (`direct_wave.rs`), as reported by
@@ -253,6 +296,61 @@ struct Target {
     /// Its prior of R, learned from its campaigns' matured lineage cohorts
     /// (`estimator.learn_prior`).
     r_prior: Option<RPriorLearner>,
+    /// The direct waves of the audiences its sends named, in order of first
+    /// appearance (at most `limits.max_audiences_per_target`; a campaign
+    /// refers to one by its slot here).
+    audiences: Vec<Audience>,
+    /// Slot of each audience in `audiences`, by name.
+    audience_index: HashMap<Box<str>, u32, foldhash::fast::FixedState>,
+}
+
+/// One audience of a target.
+#[derive(Debug)]
+struct Audience {
+    /// Its name, as the sends give it.
+    name: Arc<str>,
+    /// Its direct wave, learned under its target's (`direct_wave.rs`).
+    direct: DirectWave,
+}
+
+impl Target {
+    /// What it has learned, for the model file.
+    fn to_model(&self) -> TargetModel {
+        TargetModel {
+            direct: self.direct.to_model(),
+            audiences: self.audiences.iter().map(|a| (a.name.to_string(), a.direct.to_model())).collect(),
+            generation_interval: self.generation.as_ref().map(GenerationLearner::to_model),
+            r_prior: self.r_prior.as_ref().map(RPriorLearner::to_model),
+        }
+    }
+
+    /// Its views of the learned waves, audiences by name.
+    fn learned(&self) -> (DirectWaveView, Vec<AudienceView>) {
+        let mut audiences: Vec<AudienceView> =
+            self.audiences.iter().map(|a| AudienceView { audience: a.name.to_string(), direct_wave: a.direct.view() }).collect();
+        audiences.sort_by(|a, b| a.audience.cmp(&b.audience));
+        (self.direct.view(), audiences)
+    }
+
+    /// The wave of audience `slot` (none, or a slot it does not have: the
+    /// target's own).
+    fn wave(&self, audience: Option<u32>) -> &DirectWave {
+        audience.and_then(|a| self.audiences.get(a as usize)).map_or(&self.direct, |a| &a.direct)
+    }
+
+    /// Adds audience `name` with the wave its target's learned values give
+    /// it, taking what `model` says it learned (a loaded model file).
+    fn add_audience(&mut self, name: &str, learn_weight: f64, model: Option<&model_file::DirectWaveModel>) -> u32 {
+        let mut direct = DirectWave::audience_of(&self.direct, learn_weight);
+        if let Some(m) = model {
+            direct.load(m);
+            direct.refresh_under(&self.direct, learn_weight);
+        }
+        self.audiences.push(Audience { name: Arc::from(name), direct });
+        let slot = (self.audiences.len() - 1) as u32;
+        self.audience_index.insert(Box::from(name), slot);
+        slot
+    }
 }
 
 /// The engine. See the module documentation.
@@ -312,6 +410,10 @@ pub struct Engine {
     forgotten: HashSet<u64, foldhash::fast::FixedState>,
     /// The same hashes, oldest first.
     forgotten_order: VecDeque<u64>,
+    /// What a loaded model file says targets not seen yet learned, by name:
+    /// taken by [`Engine::target_slot`] when the target first appears, and
+    /// written back as it is by [`Engine::learned_model`] otherwise.
+    loaded: BTreeMap<String, TargetModel>,
 }
 
 /// Why an engine could not be built from a configuration.
@@ -395,6 +497,7 @@ impl Engine {
             evict_pending: None,
             forgotten: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(3)),
             forgotten_order: VecDeque::new(),
+            loaded: BTreeMap::new(),
             cfg,
         })
     }
@@ -549,6 +652,9 @@ impl Engine {
         }
         self.stats.accepted += 1;
         if ev.kind == EventKind::Send {
+            if let Some(a) = &ev.audience {
+                self.name_audience(slot, a, bin);
+            }
             self.campaign_mut(slot).add_send(SendRecord { ts_ms: ev.ts_ms, recipients: ev.recipients });
             self.plan_send(slot, ev.ts_ms, out);
         }
@@ -649,15 +755,75 @@ impl Engine {
         let mut v: Vec<TargetView> = self
             .targets
             .iter()
-            .map(|t| TargetView {
-                target: t.planner.name().to_string(),
-                desired_replicas: t.planner.current(),
-                forecast_rps: t.planner.forecast_rps(),
-                clicks: t.clicks,
-                direct_wave: self.cfg.forecast.learn.then(|| t.direct.view()),
-                generation_interval: t.generation.as_ref().map(GenerationLearner::view),
+            .map(|t| {
+                let (direct_wave, audiences) = if self.cfg.forecast.learn { t.learned() } else { (t.direct.view(), Vec::new()) };
+                TargetView {
+                    target: t.planner.name().to_string(),
+                    desired_replicas: t.planner.current(),
+                    forecast_rps: t.planner.forecast_rps(),
+                    clicks: t.clicks,
+                    direct_wave: self.cfg.forecast.learn.then_some(direct_wave),
+                    audiences,
+                    generation_interval: t.generation.as_ref().map(GenerationLearner::view),
+                }
             })
             .collect();
+        v.sort_by(|a, b| a.target.cmp(&b.target));
+        v
+    }
+
+    /// Everything the engine has learned (`model_file.rs`): every target's
+    /// and audience's delay sums and click-through pool, and what a loaded
+    /// model holds for targets this engine has not seen. What campaigns
+    /// still running will teach (their delay bins not complete yet) is not
+    /// in it.
+    pub fn learned_model(&self) -> LearnedModel {
+        let mut m = LearnedModel::empty(self.bin_ms);
+        m.targets = self.loaded.clone();
+        for t in &self.targets {
+            m.targets.insert(t.planner.name().to_string(), t.to_model());
+        }
+        m
+    }
+
+    /// Starts from a learned model (what [`Engine::learned_model`] of an
+    /// engine with the same `estimator.bin` gave, e.g. read from a file):
+    /// each target takes its learned state when it first appears, with the
+    /// priors of this engine's configuration. Only before the first event;
+    /// the model must be of this version and bin, with arrays of the right
+    /// length and at most `limits.max_audiences_per_target` audiences per
+    /// target (the error names the field).
+    pub fn load_model(&mut self, m: &LearnedModel) -> Result<(), ModelError> {
+        m.check()?;
+        if m.bin_ms != self.bin_ms {
+            return Err(ModelError::Bin { model: m.bin_ms, config: self.bin_ms });
+        }
+        if self.max_ts.is_some() || !self.targets.is_empty() {
+            return Err(ModelError::NotFresh);
+        }
+        let max = self.cfg.limits.max_audiences_per_target;
+        for (name, t) in &m.targets {
+            if t.audiences.len() > max as usize {
+                return Err(ModelError::TooManyAudiences { target: name.clone(), found: t.audiences.len(), max });
+            }
+        }
+        self.loaded = m.targets.clone();
+        Ok(())
+    }
+
+    /// What every target has learned, by name: the targets seen (as
+    /// [`Engine::targets`] shows them) and those only in a loaded model.
+    pub fn learned_views(&self) -> Vec<LearnedView> {
+        let view = |target: String, t: &Target| {
+            let (direct_wave, audiences) = t.learned();
+            let generation_interval = t.generation.as_ref().map(GenerationLearner::view);
+            let r_prior = t.r_prior.as_ref().map(|p| RPriorView { mean: p.prior().mean, exposure: p.exposure() });
+            LearnedView { target, direct_wave, audiences, generation_interval, r_prior }
+        };
+        let mut v: Vec<LearnedView> = self.targets.iter().map(|t| view(t.planner.name().to_string(), t)).collect();
+        for (name, m) in &self.loaded {
+            v.push(view(name.clone(), &self.new_target(name, Some(m))));
+        }
         v.sort_by(|a, b| a.target.cmp(&b.target));
         v
     }
@@ -783,7 +949,9 @@ impl Engine {
             if let (Some(t), Some(d), Some(closed)) = (c.target, c.delays.as_deref_mut(), self.closed) {
                 if self.cfg.forecast.learn && c.target_since_bin < closed {
                     let now = closed * self.bin_ms;
-                    self.targets[t as usize].direct.observe_bin(d, now, now, 0);
+                    let target = &mut self.targets[t as usize];
+                    let audience = d.audience.and_then(|a| target.audiences.get_mut(a as usize)).map(|a| &mut a.direct);
+                    target.direct.observe_bin(audience, d, now, now, 0);
                 }
             }
             self.index.remove(&*c.name);
@@ -804,17 +972,67 @@ impl Engine {
         if let Some(&t) = self.target_index.get(name) {
             return t;
         }
-        let timing = PlanTiming { bin_ms: self.bin_ms, decision_delay_ms: self.cfg.estimator.allowed_lateness.ms() };
-        let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name), timing);
-        let f = &self.cfg.forecast;
-        let direct = DirectWave::new(&self.model.curve, f.learn_weight, f.click_through, f.click_through_weight);
-        let g = &self.cfg.estimator.generation_interval;
-        let generation = g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.follow_bins));
-        let r_prior = self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior));
-        self.targets.push(Target { planner, clicks: 0, open_bin_clicks: BTreeMap::new(), direct, generation, r_prior });
+        let model = self.loaded.remove(name);
+        let target = self.new_target(name, model.as_ref());
+        self.targets.push(target);
         let t = (self.targets.len() - 1) as u32;
         self.target_index.insert(Box::from(name), t);
         t
+    }
+
+    /// A target `name` that starts from the configured direct wave, or from
+    /// what `model` says it learned (its audiences in name order).
+    fn new_target(&self, name: &str, model: Option<&TargetModel>) -> Target {
+        let timing = PlanTiming { bin_ms: self.bin_ms, decision_delay_ms: self.cfg.estimator.allowed_lateness.ms() };
+        let planner = TargetPlanner::new(Arc::from(name), self.cfg.planner_for(name), timing);
+        let f = &self.cfg.forecast;
+        let g = &self.cfg.estimator.generation_interval;
+        let mut direct = DirectWave::new(&self.model.curve, f.learn_weight, f.click_through, f.click_through_weight);
+        if let Some(m) = model {
+            direct.load(&m.direct);
+        }
+        let mut t = Target {
+            planner,
+            clicks: 0,
+            open_bin_clicks: BTreeMap::new(),
+            direct,
+            generation: g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.follow_bins)),
+            r_prior: self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior)),
+            audiences: Vec::new(),
+            audience_index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(3)),
+        };
+        for (a, m) in model.iter().flat_map(|m| &m.audiences) {
+            t.add_audience(a, f.learn_weight, Some(m));
+        }
+        if let (Some(g), Some(sums)) = (t.generation.as_mut(), model.and_then(|m| m.generation_interval.as_ref())) {
+            g.load(sums);
+        }
+        if let (Some(p), Some(sums)) = (t.r_prior.as_mut(), model.and_then(|m| m.r_prior)) {
+            p.load(sums);
+        }
+        t
+    }
+
+    /// A send of the campaign in `slot`, in bin `bin`, names audience
+    /// `name`: the campaign takes the audience of the first send (in arrival
+    /// order) that names one, as a slot of its target's (made if new and
+    /// there is room: `limits.max_audiences_per_target`; otherwise the
+    /// campaign stays at its target's level). Only with `forecast.learn`.
+    fn name_audience(&mut self, slot: u32, name: &str, bin: i64) {
+        let max = self.cfg.limits.max_audiences_per_target as usize;
+        let learn_weight = self.cfg.forecast.learn_weight;
+        let learn = self.cfg.forecast.learn;
+        let c = slot_mut(&mut self.campaigns, slot);
+        let first = c.audience_since_bin == i64::MAX;
+        c.audience_since_bin = c.audience_since_bin.min(bin);
+        let (true, true, Some(t)) = (first, learn, c.target) else { return };
+        let target = &mut self.targets[t as usize];
+        let audience = match target.audience_index.get(name) {
+            Some(&a) => Some(a),
+            None if target.audiences.len() < max => Some(target.add_audience(name, learn_weight, None)),
+            None => None,
+        };
+        slot_mut(&mut self.campaigns, slot).audience = audience;
     }
 
     fn attach_target(&mut self, slot: u32, t: u32) {
@@ -861,7 +1079,7 @@ impl Engine {
         let (last_bin, now_ms) = (closed - 1, closed * self.bin_ms);
         let target = c.target_at(last_bin);
         let gi = generation_of(&self.targets, &self.gi, target);
-        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
+        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, c.audience_at(last_bin));
         self.known.fill(c, last_bin, 0, now_ms);
         let input = self.known.input(&self.model, &self.model.gi, now_ms, last_bin, 0.0, click_through);
         let p = forecast::click_through(&input, curve);
@@ -890,8 +1108,12 @@ impl Engine {
             self.detect_campaign(slot as u32, b, time_ms, out);
         }
         if self.cfg.forecast.learn {
+            let w = self.cfg.forecast.learn_weight;
             for t in &mut self.targets {
                 t.direct.refresh();
+                for a in &mut t.audiences {
+                    a.direct.refresh_under(&t.direct, w);
+                }
             }
         }
         for t in &mut self.targets {
@@ -1031,9 +1253,11 @@ impl Engine {
 
     /// Bin `b` of the campaign in `slot` has closed: its direct clicks join
     /// the campaign's delays since its first send, and what has matured
-    /// goes to its target's learned direct wave (`direct_wave.rs`). Only
-    /// sends before the bin's end count, and only a target named by an event
-    /// of bin ≤ `b`: all of them have arrived by now, whatever the order.
+    /// goes to its target's learned direct wave (`direct_wave.rs`), and to
+    /// its audience's if the campaign had one when its learning started
+    /// (named by a send of bin ≤ that bin). Only sends before the bin's end
+    /// count, and only a target named by an event of bin ≤ `b`: all of them
+    /// have arrived by now, whatever the order.
     fn learn_direct_wave(&mut self, slot: u32, b: i64) {
         let end = (b + 1) * self.bin_ms;
         let Some(Some(c)) = self.campaigns.get_mut(slot as usize) else { return };
@@ -1042,10 +1266,13 @@ impl Engine {
         let recipients = sent.by_ref().map(|s| s.recipients).sum();
         let imported = c.bins.get(b).map_or(0, |x| x.imported);
         let target = c.target_at(b);
-        let d = c.delays.get_or_insert_with(|| Box::new(CampaignDelays::new(first, recipients)));
+        let audience = c.audience_at(b);
+        let d = c.delays.get_or_insert_with(|| Box::new(CampaignDelays::new(first, recipients, audience)));
         d.recipients = recipients;
         if let Some(t) = target {
-            self.targets[t as usize].direct.observe_bin(d, b * self.bin_ms, end, imported);
+            let target = &mut self.targets[t as usize];
+            let audience = d.audience.and_then(|a| target.audiences.get_mut(a as usize)).map(|a| &mut a.direct);
+            target.direct.observe_bin(audience, d, b * self.bin_ms, end, imported);
         }
     }
 
@@ -1143,14 +1370,15 @@ impl Engine {
     /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
     ///
     /// `target`: whose learned direct wave to forecast with (none: the
-    /// configured one).
+    /// configured one); the campaign's audience's, if it has one.
     fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64, sends_before_ms: i64, target: Option<u32>) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
+        let audience = c.audience;
         let r = self.projection_estimate(c, now_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
         let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
         // The click history only feeds the renewal projection (R > 0).
         self.known.fill(c, last_bin, if r > 0.0 { gi.len() } else { 0 }, sends_before_ms);
-        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
+        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, audience);
         let input = self.known.input(&self.model, gi, now_ms, last_bin, r, click_through);
         forecast::project(&input, curve, &mut self.scratch, &mut self.path)
     }
@@ -1178,7 +1406,7 @@ impl Engine {
         let target = c.target_at(b);
         let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
         self.known.fill(c, b, if r > 0.0 { gi.len() } else { 0 }, time_ms);
-        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target);
+        let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, c.audience_at(b));
         let input = self.known.input(&self.model, gi, time_ms, b, r, click_through);
         let path = forecast::predictive(&input, curve, spread);
         let table = path.clicks(self.model.horizon_bins).table();
@@ -1265,12 +1493,18 @@ fn infectivity_at(bins: &window::Bins<window::BinCounts>, w: &[f64], t: i64) -> 
 }
 
 /// The response curve and click-through prior a forecast for `target` uses:
-/// the target's learned direct wave, or (no target, or `forecast.learn` off)
-/// the configured one.
-fn direct_wave_of<'a>(targets: &'a [Target], model: &'a known::Model, learn: bool, target: Option<u32>) -> (&'a ResponseCurve, (f64, f64)) {
+/// the learned direct wave of the campaign's `audience` under it, or without
+/// one the target's, or (no target, or `forecast.learn` off) the configured one.
+fn direct_wave_of<'a>(
+    targets: &'a [Target],
+    model: &'a known::Model,
+    learn: bool,
+    target: Option<u32>,
+    audience: Option<u32>,
+) -> (&'a ResponseCurve, (f64, f64)) {
     match target.filter(|_| learn) {
         Some(t) => {
-            let d = &targets[t as usize].direct;
+            let d = targets[t as usize].wave(audience);
             (d.current_curve(), d.click_through_prior())
         }
         None => (&model.curve, model.click_through),

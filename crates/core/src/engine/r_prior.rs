@@ -34,6 +34,7 @@
 //! after every campaign of that step has been estimated ([`RPriorLearner::commit`]),
 //! so the estimates do not depend on the order campaigns are stepped in.
 
+use super::model_file::RPriorSums;
 use super::renewal::Prior;
 
 /// Matured exposure (clickers × F) needed before the learned mean is used.
@@ -80,6 +81,17 @@ impl RPriorLearner {
         let shape = self.configured.shape();
         let mean = (shape + self.offspring) / (1.0 / self.configured.scale() + self.exposure);
         Prior { mean, sd: mean / shape.sqrt() }
+    }
+
+    /// What it learned, for the model file.
+    pub fn to_model(&self) -> RPriorSums {
+        RPriorSums { offspring: self.offspring, exposure: self.exposure }
+    }
+
+    /// Takes what a model file holds in place of what it had learned.
+    pub fn load(&mut self, m: RPriorSums) {
+        self.offspring = m.offspring;
+        self.exposure = m.exposure;
     }
 
     /// Matured exposure learned from (clickers × F).

@@ -94,6 +94,9 @@ pub struct Metrics {
     pub unkeyed: IntCounter,
     /// `floodgate_rebalances_total`.
     pub rebalances: IntCounter,
+    /// `floodgate_campaigns_returned_total`: campaigns that had events again
+    /// after being forgotten, tracked afresh.
+    pub campaigns_returned: IntCounter,
     top_campaigns: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
     targets_seen: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
@@ -290,6 +293,14 @@ impl Metrics {
                 &r,
                 IntCounter::new("floodgate_rebalances_total", "Consumer group rebalances (assign or revoke).").expect("valid metric"),
             ),
+            campaigns_returned: reg(
+                &r,
+                IntCounter::new(
+                    "floodgate_campaigns_returned_total",
+                    "Campaigns that had events again after being forgotten as over (tracked afresh; a high rate means limits.forget_below is too high).",
+                )
+                .expect("valid metric"),
+            ),
             registry: r,
             top_campaigns: Default::default(),
             targets_seen: Default::default(),
@@ -347,12 +358,16 @@ impl Metrics {
     }
 
     /// Adds the growth of the engine's shed counters from `before` to `now`
-    /// to `floodgate_campaigns_shed_total{what}`.
+    /// to `floodgate_campaigns_shed_total{what}`, and of its returned
+    /// campaigns to `floodgate_campaigns_returned_total`.
     pub fn add_shed(&self, before: &Stats, now: &Stats) {
         for ((what, b), (_, n)) in shed_counts(before).into_iter().zip(shed_counts(now)) {
             if n > b {
                 self.shed.with_label_values(&[what]).inc_by(n - b);
             }
+        }
+        if now.returned_campaigns > before.returned_campaigns {
+            self.campaigns_returned.inc_by(now.returned_campaigns - before.returned_campaigns);
         }
     }
 
@@ -522,7 +537,14 @@ mod tests {
         let m = Metrics::new();
         assert_eq!(shed_counts(&Stats::default()).map(|(w, _)| w), SHED_WHAT);
         let before = Stats { shed_clickers: 5, shed_campaigns: 1, ..Stats::default() };
-        let now = Stats { shed_clickers: 12, shed_campaigns: 1, shed_dedup_ids: 3, evicted_campaigns: 2, ..Stats::default() };
+        let now = Stats {
+            shed_clickers: 12,
+            shed_campaigns: 1,
+            shed_dedup_ids: 3,
+            evicted_campaigns: 2,
+            returned_campaigns: 4,
+            ..Stats::default()
+        };
         m.add_shed(&before, &now);
         m.add_shed(&now, &now);
         let text = m.render();
@@ -530,6 +552,7 @@ mod tests {
         assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"campaigns\"}"), Some(0.0));
         assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"dedup_ids\"}"), Some(3.0));
         assert_eq!(sample(&text, "floodgate_campaigns_shed_total{what=\"idle\"}"), Some(2.0));
+        assert_eq!(sample(&text, "floodgate_campaigns_returned_total"), Some(4.0));
     }
 
     #[test]

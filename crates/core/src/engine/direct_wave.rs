@@ -146,16 +146,23 @@ impl DirectWave {
     /// A target with no past: the configured curve and click-through.
     pub fn new(prior_curve: &ResponseCurve, prior_weight: f64, click_through: f64, click_through_weight: f64) -> Self {
         let delays = DelayLearner::new(|x| prior_curve.cdf(x), prior_weight);
+        DirectWave::starting_from(delays, (click_through, click_through_weight), false)
+    }
+
+    /// A wave that has pooled no campaign yet: `delays` (with its prior),
+    /// the click-through prior `(mean, weight)`, and whether it is an
+    /// audience's.
+    fn starting_from(delays: DelayLearner, click_through: (f64, f64), audience: bool) -> Self {
         DirectWave {
             curve: ResponseCurve::learned(*delays.cdf_at_edges()),
             delays,
             stale: false,
             pool: VecDeque::new(),
             pool_base: 0,
-            click_through: (click_through, click_through_weight),
+            click_through,
             campaigns: 0,
-            prior: (click_through, click_through_weight),
-            audience: false,
+            prior: click_through,
+            audience,
         }
     }
 
@@ -167,17 +174,7 @@ impl DirectWave {
         delays.set_sums([0.0; BINS], [0.0; BINS], 0.0);
         delays.set_prior(target.delays.cdf_at_edges(), prior_weight);
         delays.refresh();
-        DirectWave {
-            curve: ResponseCurve::learned(*delays.cdf_at_edges()),
-            delays,
-            stale: false,
-            pool: VecDeque::new(),
-            pool_base: 0,
-            click_through: target.click_through,
-            campaigns: 0,
-            prior: target.click_through,
-            audience: true,
-        }
+        DirectWave::starting_from(delays, target.click_through, true)
     }
 
     /// An audience's refresh: its priors become `target`'s learned values

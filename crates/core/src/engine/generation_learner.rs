@@ -16,10 +16,20 @@
 //! [`DelayLearner`] (the reverse-time hazard of Lynden-Bell 1971; Lagakos,
 //! Barraj & De Gruttola 1988): its delay bins are handed over as its age
 //! passes them. A cohort with no child contributes to neither side of the
-//! reverse hazard, so cohorts enter when their first child does. Clickers
-//! are followed for `estimator.generation_interval.follow`; children past
-//! that are never linked, so a cohort's age is capped there and delay bins
-//! beyond it keep the prior's shape.
+//! reverse hazard, so cohorts enter when their first child does.
+//!
+//! **How long clickers are followed.** A clicker's late offspring only link
+//! while its campaign still follows it, so the target's campaigns follow
+//! their clickers for twice the learned interval's 99th percentile — while
+//! the model says offspring may still come, with a margin to see further
+//! than what is known — between the lineage window and
+//! `estimator.generation_interval.follow` (the memory cap, 24 h). The
+//! horizon starts from the configured interval (17/10 min: about 2 h) and
+//! grows as a long tail shows itself (a tail seen up to the horizon moves
+//! the 99th percentile near it, which doubles the horizon). A cohort stops
+//! maturing, and leaves, once its age reaches the horizon in force: its
+//! clickers are then no longer followed, and its delay bins beyond keep the
+//! prior's shape.
 //!
 //! **The prior** is the configured interval (EpiEstim's `discr_si`
 //! discretisation), weighted as `estimator.generation_interval.learn_weight`
@@ -62,6 +72,16 @@ fn lag_cdf_point(k: usize, bin_ms: f64) -> f64 {
     }
 }
 
+/// The follow horizon for a 99th percentile of `q99_bins`: twice it, within bounds.
+fn follow_for(q99_bins: i64, min: i64, max: i64) -> i64 {
+    (2 * q99_bins).clamp(min.max(1), max.max(min).max(1))
+}
+
+/// The lag (bins) at which the configured interval's CDF reaches 0.99.
+fn configured_q99_bins(g: &GenerationInterval) -> i64 {
+    (0..g.len()).find(|&k| g.cdf(k) >= 0.99).unwrap_or(g.len()) as i64
+}
+
 /// One parent cohort of the target: its children not yet handed to the learner.
 #[derive(Clone, Copy, Debug, Default)]
 struct CohortDelays {
@@ -76,8 +96,13 @@ struct CohortDelays {
 pub struct GenerationLearner {
     /// Bin width, ms.
     bin_ms: i64,
-    /// Clickers are followed this many bins (cohort ages are capped there).
+    /// Clickers are followed this many bins now (cohort ages are capped
+    /// there): twice the learned 99th percentile, within the bounds below.
     follow_bins: i64,
+    /// The shortest follow horizon (the lineage window), bins.
+    min_follow_bins: i64,
+    /// The longest (`estimator.generation_interval.follow`), bins.
+    max_follow_bins: i64,
     /// Parent → child delays, pooled over the target's campaigns.
     delays: DelayLearner,
     /// Cohorts with a linked child that are still younger than `follow_bins`.
@@ -97,8 +122,9 @@ pub struct GenerationLearner {
 
 impl GenerationLearner {
     /// A target with no past: `configured` (weights on bins of `bin_ms`),
-    /// worth `prior_weight` delays; clickers followed `follow_bins`.
-    pub fn new(configured: &GenerationInterval, bin_ms: i64, prior_weight: f64, follow_bins: i64) -> Self {
+    /// worth `prior_weight` delays; clickers followed between
+    /// `min_follow_bins` and `max_follow_bins`.
+    pub fn new(configured: &GenerationInterval, bin_ms: i64, prior_weight: f64, min_follow_bins: i64, max_follow_bins: i64) -> Self {
         let bin = bin_ms as f64;
         // P(D ≤ d) with a delay of Δ bins placed at (Δ + ½) bins.
         let prior = |d_ms: f64| {
@@ -112,7 +138,9 @@ impl GenerationLearner {
         let delays = DelayLearner::new(prior, prior_weight);
         GenerationLearner {
             bin_ms,
-            follow_bins: follow_bins.max(1),
+            follow_bins: follow_for(configured_q99_bins(configured), min_follow_bins, max_follow_bins),
+            min_follow_bins,
+            max_follow_bins,
             delays,
             cohorts: BTreeMap::new(),
             configured: configured.clone(),
@@ -162,6 +190,8 @@ impl GenerationLearner {
         if self.delays.observed() <= 0.0 {
             return;
         }
+        let q99_bins = (self.delays.quantile(0.99) / self.bin_ms as f64).ceil() as i64;
+        self.follow_bins = follow_for(q99_bins, self.min_follow_bins, self.max_follow_bins);
         let k_max = self.configured.len();
         let bin = self.bin_ms as f64;
         let mut w = Vec::with_capacity(k_max);
@@ -199,6 +229,11 @@ impl GenerationLearner {
     /// The interval for the renewal estimator.
     pub fn renewal(&self) -> &GenerationInterval {
         &self.renewal
+    }
+
+    /// How many bins the target's campaigns follow their clickers now.
+    pub fn follow_bins(&self) -> i64 {
+        self.follow_bins
     }
 
     /// Delays learned from.
@@ -251,7 +286,7 @@ mod tests {
     #[test]
     fn with_nothing_learned_the_configured_interval_is_used_exactly() {
         let g = configured();
-        let mut l = GenerationLearner::new(&g, 60_000, 50.0, 360);
+        let mut l = GenerationLearner::new(&g, 60_000, 50.0, 60, 360);
         l.step(10);
         l.refresh();
         assert_eq!(l.lineage().weights(), g.weights());
@@ -264,7 +299,7 @@ mod tests {
     #[test]
     fn learns_a_point_mass() {
         let g = configured();
-        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 360);
+        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 360, 360);
         for b in 0..400 {
             for _ in 0..10 {
                 if b >= 2 {
@@ -285,7 +320,7 @@ mod tests {
     #[test]
     fn same_bin_children_move_to_lag_one_for_renewal() {
         let g = configured();
-        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 360);
+        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 360, 360);
         for b in 0..400 {
             l.child(b);
             if b >= 3 {
@@ -308,7 +343,7 @@ mod tests {
     #[test]
     fn corrects_right_truncation() {
         let g = configured();
-        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 10_000);
+        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 10_000, 10_000);
         let p: f64 = 1.0 / 20.0;
         let end = 120;
         let (mut seen_short, mut seen) = (0.0, 0.0);
@@ -334,9 +369,47 @@ mod tests {
         assert!(seen_short / seen > 0.57, "naive pooling would say {}", seen_short / seen);
     }
 
+    /// The horizon starts at twice the configured 99th percentile, settles
+    /// at twice a short learned one, and grows with a long tail seen up to
+    /// it, to its cap.
+    #[test]
+    fn the_follow_horizon_follows_the_learned_tail() {
+        let g = configured();
+        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 10, 80);
+        assert_eq!(l.follow_bins(), 2 * configured_q99_bins(&g).max(5), "from the configured interval");
+        for b in 0..300 {
+            if b >= 5 {
+                l.child(b - 5);
+            }
+            l.step(b);
+            l.refresh();
+        }
+        assert_eq!(l.follow_bins(), 12, "every child 5 bins late: 2 × 6 (the 99th percentile's bin, ceiled)");
+        // Lags spread evenly over 1 … 60 bins: at first only those below the
+        // horizon (16) link; the tail seen up to it doubles the horizon, and
+        // again, up to the cap.
+        let mut l = GenerationLearner::new(&g, 60_000, 1e-3, 10, 80);
+        let mut horizons = vec![l.follow_bins()];
+        for b in 0..600 {
+            for lag in 1..=60 {
+                if b >= lag && lag < l.follow_bins() {
+                    l.child(b - lag);
+                }
+            }
+            l.step(b);
+            l.refresh();
+            if horizons.last() != Some(&l.follow_bins()) {
+                horizons.push(l.follow_bins());
+            }
+        }
+        assert_eq!(horizons.first(), Some(&16));
+        assert_eq!(horizons.last(), Some(&80), "the horizon grows to its cap: {horizons:?}");
+        assert!(horizons.len() >= 3, "in steps: {horizons:?}");
+    }
+
     #[test]
     fn cohorts_are_dropped_after_the_follow_horizon() {
-        let mut l = GenerationLearner::new(&configured(), 60_000, 50.0, 5);
+        let mut l = GenerationLearner::new(&configured(), 60_000, 50.0, 5, 5);
         l.child(0);
         l.step(0);
         assert_eq!(l.cohorts.len(), 1);

@@ -360,8 +360,9 @@ pub struct Engine {
     bin_ms: i64,
     window_bins: i64,
     lineage_bins: i64,
-    /// How many bins a clicker is followed (`estimator.generation_interval.follow`
-    /// when the interval is learned, else the lineage window).
+    /// The longest a clicker is followed, bins (`estimator.generation_interval.follow`
+    /// when the interval is learned, else the lineage window); each target's
+    /// learned interval sets its own horizon below it.
     follow_bins: i64,
     keep_active_bins: i64,
     /// The configured generation interval.
@@ -866,8 +867,9 @@ impl Engine {
     fn campaign_slot(&mut self, name: &str, bin: i64) -> Option<u32> {
         if let Some(&slot) = self.index.get(name) {
             let closed = self.closed;
-            let (lineage_bins, follow_bins, keep) = (self.lineage_bins, self.follow_bins, self.keep_bins());
+            let (lineage_bins, keep) = (self.lineage_bins, self.keep_bins());
             let c = slot_mut(&mut self.campaigns, slot);
+            let follow_bins = follow_bins_of(&self.targets, c.target, lineage_bins);
             if let Some(cl) = closed {
                 if c.closed < cl {
                     // Woken from dormancy: skip the empty bins (a dormant
@@ -996,7 +998,7 @@ impl Engine {
             clicks: 0,
             open_bin_clicks: BTreeMap::new(),
             direct,
-            generation: g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.follow_bins)),
+            generation: g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.lineage_bins, self.follow_bins)),
             r_prior: self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior)),
             audiences: Vec::new(),
             audience_index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(3)),
@@ -1167,12 +1169,13 @@ impl Engine {
         let mut parents = std::mem::take(&mut self.parents);
         parents.clear();
         let (forgotten, target, matured) = {
-            let (lineage_bins, follow_bins) = (self.lineage_bins, self.follow_bins);
+            let lineage_bins = self.lineage_bins;
             let c = slot_mut(&mut self.campaigns, slot);
             // Bins skipped while dormant hold nothing pending.
             c.settle_bin(b, &mut work, &mut parents);
             c.closed = b + 1;
             let target = c.target_at(b);
+            let follow_bins = follow_bins_of(&self.targets, target, lineage_bins);
             let gi = generation_of(&self.targets, &self.gi, target).lineage;
             // Cohorts leaving the lineage window: what the target's prior of
             // R learns from, if the campaign's offspring are linked (its
@@ -1529,6 +1532,13 @@ fn generation_of<'a>(targets: &'a [Target], configured: &'a GenerationInterval, 
         Some(g) => GenerationIntervals { lineage: g.lineage(), renewal: g.renewal(), forecast: g.forecast() },
         None => GenerationIntervals { lineage: configured, renewal: configured, forecast: None },
     }
+}
+
+/// How many bins a campaign of `target` follows its clickers: as long as
+/// its target's learned interval says (`generation_learner.rs`), or the
+/// lineage window without one.
+fn follow_bins_of(targets: &[Target], target: Option<u32>, lineage_bins: i64) -> i64 {
+    target.and_then(|t| targets[t as usize].generation.as_ref()).map_or(lineage_bins, GenerationLearner::follow_bins)
 }
 
 /// The hash a forgotten campaign's name is remembered by.

@@ -181,13 +181,19 @@ impl Ctx {
     fn start_partition(&self, a: Assigned) {
         let shared = Arc::new(PartitionShared::new(a.at.topic.clone(), a.at.partition, a.start.start, a.start.committed, a.high));
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let engine = match Engine::new(&*self.cfg) {
+        let mut engine = match Engine::new(&*self.cfg) {
             Ok(e) => e.with_estimates(self.estimate_topic.is_some()),
             Err(e) => {
                 tracing::error!(error = %e, "engine configuration");
                 return;
             }
         };
+        if !self.model.targets.is_empty() {
+            // Checked record by record when read (bin, values, audiences), so this does not fail.
+            if let Err(e) = engine.load_model(&self.model) {
+                tracing::error!(topic = %a.at.topic, partition = a.at.partition, error = %e, "the model topic's model could not be loaded; this partition learns from scratch");
+            }
+        }
         let wiring = TaskWiring {
             cfg: self.cfg.clone(),
             metrics: self.metrics.clone(),
@@ -197,6 +203,7 @@ impl Ctx {
             dead_letter_topic: self.dead_letter_topic.clone(),
             reseek_tx: lock(&self.reseek_tx).clone(),
             recycle_tx: self.recycle_tx.clone(),
+            model_board: self.model_board.clone(),
         };
         let last_committed = a.start.committed;
         let task = PartitionTask::new(wiring, shared.clone(), engine, a.start);

@@ -240,7 +240,7 @@ fn kafka_bad_model_records_are_skipped_and_counted() {
     b.wait_for("the new campaigns applied", Duration::from_secs(60), |s| s.events_applied() >= (1 + more.len()) as f64);
     b.wait_for("web published", Duration::from_secs(20), |s| s.metric("floodgate_model_records_published_total") >= 1.0);
     let records = read_topic(&model_topic, Duration::from_secs(2));
-    let last_web = records.iter().filter(|r| r.key.as_deref() == Some(b"web".as_slice())).last().expect("web records");
+    let last_web = records.iter().rfind(|r| r.key.as_deref() == Some(b"web".as_slice())).expect("web records");
     let published = TargetRecord::from_json(&last_web.payload).expect("B publishes valid records");
     assert!(
         published.model.direct.delays.observed > good.model.direct.delays.observed,

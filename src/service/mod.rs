@@ -77,8 +77,15 @@
 //! when messages are waiting, which is when the savings matter.
 //!
 //! **Shutdown.** SIGTERM/SIGINT: stop consuming, wait for acknowledgements
-//! (at most `kafka.shutdown_timeout`), commit, leave the group. Open windows
-//! are *not* flushed: a restart continues them.
+//! (at most `kafka.shutdown_timeout`), commit, leave the group, publish the
+//! learned model. Open windows are *not* flushed: a restart continues them.
+//!
+//! **The learned model** ([`model`](self::model)): read from
+//! `kafka.model_topic` at start, before the group is joined, and loaded into
+//! every partition engine when it is created; the partition tasks leave
+//! their engines' learned models on a board, from which the targets that
+//! changed are published every `kafka.model_publish_interval` and at
+//! shutdown.
 //!
 //! **Parts**, one job each:
 //!
@@ -91,6 +98,7 @@
 //! * [`outbox`](self::outbox) — ordered acknowledgement → committable offset;
 //! * [`dead_letter`](self::dead_letter) — dead-letter records and the
 //!   scrubbing of their details;
+//! * [`model`](self::model) — the model topic: read at start, publication;
 //! * [`status`](self::status) — aggregation for `/metrics`, `/readyz` and
 //!   `/api/campaigns` into [`crate::status::Status`].
 

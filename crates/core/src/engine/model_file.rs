@@ -1,6 +1,7 @@
 //! Everything the engine learned, as a versioned JSON document, so that the
 //! model outlives the process (`--model FILE` of `replay`, `backtest` and
-//! `evaluate`; `floodgate model show`).
+//! `evaluate`; `floodgate model show`; one [`TargetRecord`] per target in
+//! `floodgate run`'s model topic).
 //!
 //! ```json
 //! {"format": "floodgate-model", "version": 1, "bin_ms": 60000,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::lock;
@@ -307,9 +308,19 @@ pub(super) struct ModelPublisher {
     outbox: Outbox,
     /// `floodgate_model_records_published_total`.
     metrics: Metrics,
+    /// What was published; one publication at a time.
+    state: tokio::sync::Mutex<Published>,
+}
+
+/// What a [`ModelPublisher`] knows of the topic.
+struct Published {
     /// What the topic holds as far as this instance knows: read at start,
-    /// then what it published (acknowledged). One publication at a time.
-    last: tokio::sync::Mutex<BTreeMap<String, TargetModel>>,
+    /// then what it published (acknowledged).
+    last: BTreeMap<String, TargetModel>,
+    /// Records handed to the producer and not acknowledged yet (e.g. the
+    /// topic does not exist and may not be created): their targets are not
+    /// sent again until they are, so the producer's queue does not grow.
+    unacked: Vec<(TargetRecord, DeliveryFuture)>,
 }
 
 impl ModelPublisher {
@@ -321,19 +332,28 @@ impl ModelPublisher {
             board,
             outbox,
             metrics,
-            last: tokio::sync::Mutex::new(loaded.targets.clone()),
+            state: tokio::sync::Mutex::new(Published { last: loaded.targets.clone(), unacked: Vec::new() }),
         }
     }
 
     /// Publishes every target whose best model differs from what the topic
-    /// holds, waiting at most `limit` for the acknowledgements; returns the
-    /// records acknowledged. A record not acknowledged in time is published
-    /// again next time.
+    /// holds (and that has no record still waiting for its
+    /// acknowledgement), waiting at most `limit` for the acknowledgements;
+    /// returns the records acknowledged. A record not acknowledged in time
+    /// stays with the producer and is waited for next time.
     pub(super) async fn publish(&self, limit: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + limit;
-        let mut last = self.last.lock().await;
-        let changed: Vec<(String, TargetModel)> = self.board.best().into_iter().filter(|(t, m)| last.get(t) != Some(m)).collect();
-        let mut pending = Vec::new();
+        let mut state = self.state.lock().await;
+        let Published { last, unacked } = &mut *state;
+        // (record, delivery, sent in this round)
+        let mut pending: Vec<(TargetRecord, DeliveryFuture, bool)> =
+            std::mem::take(unacked).into_iter().map(|(r, f)| (r, f, false)).collect();
+        let changed: Vec<(String, TargetModel)> = self
+            .board
+            .best()
+            .into_iter()
+            .filter(|(t, m)| last.get(t) != Some(m) && !pending.iter().any(|(r, _, _)| &r.target == t))
+            .collect();
         for (target, model) in changed {
             let rec = TargetRecord::new(self.bin_ms, &target, model);
             let record = OutRecord {
@@ -346,7 +366,7 @@ impl ModelPublisher {
             loop {
                 match self.outbox.try_send(&record) {
                     Ok(f) => {
-                        pending.push((rec, f));
+                        pending.push((rec, f, true));
                         break;
                     }
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) if tokio::time::Instant::now() < deadline => {
@@ -360,8 +380,8 @@ impl ModelPublisher {
             }
         }
         let mut acknowledged = 0;
-        for (rec, f) in pending {
-            match tokio::time::timeout_at(deadline, f).await {
+        for (rec, mut f, fresh) in pending {
+            match tokio::time::timeout_at(deadline, &mut f).await {
                 Ok(Ok(Ok(_))) => {
                     self.metrics.model_published.inc();
                     acknowledged += 1;
@@ -372,7 +392,10 @@ impl ModelPublisher {
                 }
                 Ok(Err(_)) => tracing::warn!(topic = %self.topic, target = %rec.target, "a target's model delivery was cancelled"),
                 Err(_) => {
-                    tracing::warn!(topic = %self.topic, target = %rec.target, "a target's model was not acknowledged in time (again next time)")
+                    if fresh {
+                        tracing::warn!(topic = %self.topic, target = %rec.target, "a target's model is not acknowledged yet (does the model topic exist?); it is not sent again until it is");
+                    }
+                    unacked.push((rec, f));
                 }
             }
         }

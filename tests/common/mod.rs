@@ -151,6 +151,7 @@ impl Service {
             // The model topic is off unless a test sets it (tests/kafka_model.rs):
             // `run` matches `replay` only when neither starts from a learned
             // model, and the default topic would carry models between tests.
+            // (tests/kafka_service.rs also passed with `{prefix}.model` here.)
             .env("FLOODGATE_KAFKA__MODEL_TOPIC", "")
             .env("RUST_LOG", &o.log_level)
             .stdout(Stdio::null())

@@ -359,8 +359,11 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     }
     if let Some(p) = &publisher {
         // The partition tasks left their final models when they stopped.
+        // A few records, acknowledged in milliseconds: at most 5 s more, so
+        // the whole shutdown stays within kafka.shutdown_timeout + ~15 s.
         if fatal.reason().is_none() {
-            p.publish(Duration::from_millis(cfg.kafka.shutdown_timeout.ms().max(0) as u64)).await;
+            let limit = Duration::from_millis(cfg.kafka.shutdown_timeout.ms().clamp(0, 5_000) as u64);
+            p.publish(limit).await;
         }
     }
     outbox.flush(Duration::from_secs(2));

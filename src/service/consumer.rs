@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::batch::{Batch, Burst, PartitionBatch, MAX_BATCH, MAX_BATCH_BYTES};
 use super::partition::{Cmd, PartitionShared, PartitionTask, TaskStart, TaskWiring};
 use super::{lock, Ctx, PartitionOffset, TopicPartition, CHANNEL};
+use crate::engine::model_file::LearnedModel;
 use crate::engine::Engine;
 use crate::shutdown::Shutdown;
 use crate::source::kafka::{GroupContext, RebalanceHandler};
@@ -188,9 +189,14 @@ impl Ctx {
                 return;
             }
         };
-        if !self.model.targets.is_empty() {
-            // Checked record by record when read (bin, values, audiences), so this does not fail.
-            if let Err(e) = engine.load_model(&self.model) {
+        let model = match &self.model_board {
+            Some(board) => board.model_for_new_engine(&self.model),
+            None => LearnedModel::empty(self.model.bin_ms),
+        };
+        if !model.targets.is_empty() {
+            // Checked record by record when read (bin, values, audiences), and
+            // learned by engines of this configuration since: this does not fail.
+            if let Err(e) = engine.load_model(&model) {
                 tracing::error!(topic = %a.at.topic, partition = a.at.partition, error = %e, "the model topic's model could not be loaded; this partition learns from scratch");
             }
         }

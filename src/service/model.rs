@@ -12,7 +12,10 @@
 //!   logged with its topic, partition, offset and reason, counted in
 //!   `floodgate_model_records_rejected_total{reason}` and skipped (an
 //!   earlier good record of its key stays). The result is loaded into every
-//!   partition engine when it is created ([`Engine::load_model`](crate::engine::Engine::load_model)).
+//!   partition engine when it is created ([`Engine::load_model`](crate::engine::Engine::load_model));
+//!   an engine created later (a partition assigned by a rebalance) starts
+//!   from it with what this instance's engines have learned since
+//!   ([`ModelBoard::model_for_new_engine`]).
 //! * **Published** ([`ModelPublisher`]) every `kafka.model_publish_interval`
 //!   and once more at graceful shutdown: per target, the [`TargetModel`] of
 //!   the partition engine that learned its direct wave from the most
@@ -277,6 +280,20 @@ impl ModelBoard {
         let board = lock(&self.by_partition);
         best_models(board.values())
     }
+
+    /// What a partition engine created now starts from: `at_start` (the
+    /// model topic as read at start) with each target the partition
+    /// engines have learned more of since replaced by their best model.
+    pub(super) fn model_for_new_engine(&self, at_start: &LearnedModel) -> LearnedModel {
+        let mut m = at_start.clone();
+        for (name, t) in self.best() {
+            let more = m.targets.get(&name).is_none_or(|s| t.direct.delays.observed > s.direct.delays.observed);
+            if more {
+                m.targets.insert(name, t);
+            }
+        }
+        m
+    }
 }
 
 /// Per target, the [`TargetModel`] of the model whose direct wave learned
@@ -468,6 +485,22 @@ mod tests {
         assert_eq!(m.targets.keys().collect::<Vec<_>>(), ["web"]);
         assert_eq!(m.targets["web"].direct.delays.observed, 7.0);
         assert_eq!(m.bin_ms, 60_000);
+    }
+
+    #[test]
+    fn a_later_engine_starts_from_what_the_instance_learned_since() {
+        let mut at_start = LearnedModel::empty(60_000);
+        at_start.targets.insert("web".into(), target(10.0));
+        at_start.targets.insert("api".into(), target(40.0));
+        let board = ModelBoard::default();
+        let mut p0 = at_start.clone();
+        p0.targets.insert("web".into(), target(25.0));
+        p0.targets.insert("blog".into(), target(3.0));
+        board.store("in", 0, p0);
+        let m = board.model_for_new_engine(&at_start);
+        let observed: Vec<(&str, f64)> = m.targets.iter().map(|(k, t)| (k.as_str(), t.direct.delays.observed)).collect();
+        assert_eq!(observed, [("api", 40.0), ("blog", 3.0), ("web", 25.0)]);
+        assert_eq!(ModelBoard::default().model_for_new_engine(&at_start), at_start);
     }
 
     #[test]

@@ -103,6 +103,14 @@ pub struct KafkaConfig {
     /// create topics) signals for a missing topic are retried until it
     /// exists, and consumption pauses meanwhile. Default `true`.
     pub create_topics: bool,
+    /// The compacted topic where `run` keeps the learned model, one record
+    /// per target keyed by its name: read at start, published every
+    /// `model_publish_interval` and at shutdown. Empty = off (each start
+    /// learns from scratch). Default `floodgate.model`.
+    pub model_topic: String,
+    /// How often `run` publishes the targets whose learned model changed
+    /// to `model_topic` (and once more at graceful shutdown). Default `60s`.
+    pub model_publish_interval: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -121,7 +129,44 @@ impl Default for KafkaConfig {
             commit_interval: Duration(1_000),
             ready_max_lag: 10_000,
             create_topics: true,
+            model_topic: "floodgate.model".into(),
+            model_publish_interval: Duration(60_000),
         }
+    }
+}
+
+impl KafkaConfig {
+    /// Checks `kafka.model_topic` (a legal topic name, not one of the other
+    /// topics) and `kafka.model_publish_interval` (positive).
+    fn validate_model_keys(&self) -> Result<(), ConfigError> {
+        if self.model_publish_interval.ms() <= 0 {
+            return Err(invalid("kafka.model_publish_interval", "must be positive"));
+        }
+        let t = self.model_topic.as_str();
+        if t.is_empty() {
+            return Ok(());
+        }
+        if t.len() > 249 || t == "." || t == ".." || !t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(invalid(
+                "kafka.model_topic",
+                format!("`{t}` is not a Kafka topic name (1-249 of a-z, A-Z, 0-9, `.`, `_`, `-`; empty = off)"),
+            ));
+        }
+        let others = [
+            ("kafka.signal_topic", &self.signal_topic),
+            ("kafka.estimate_topic", &self.estimate_topic),
+            ("kafka.dead_letter_topic", &self.dead_letter_topic),
+        ];
+        if let Some((key, _)) = others.iter().find(|(_, o)| o.as_str() == t) {
+            return Err(invalid("kafka.model_topic", format!("`{t}` is also {key}; the model needs a topic of its own")));
+        }
+        if self.input_topics.iter().any(|i| i == t) {
+            return Err(invalid(
+                "kafka.model_topic",
+                format!("`{t}` is also one of kafka.input_topics; the model needs a topic of its own"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -296,7 +341,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "pretty" | "json") {
             return Err(invalid("log.format", format!("`{}` is not one of pretty, json", self.log.format)));
         }
-        Ok(())
+        self.kafka.validate_model_keys()
     }
 
     /// The engine's part of this configuration, checked.
@@ -535,10 +580,22 @@ mod tests {
             ("[estimator.generation_interval]\nmean = \"30s\"\nsd = \"10s\"", "estimator.generation_interval.mean"),
             ("[targets.web]\nmin_replicas = 9\nmax_replicas = 3", "targets.web.max_replicas"),
             ("[log]\nformat = \"xml\"", "log.format"),
+            ("[kafka]\nmodel_topic = \"my model\"", "kafka.model_topic"),
+            ("[kafka]\nmodel_topic = \"floodgate.signals\"", "kafka.model_topic"),
+            ("[kafka]\nmodel_topic = \"floodgate.events\"", "kafka.model_topic"),
+            ("[kafka]\nmodel_publish_interval = \"0s\"", "kafka.model_publish_interval"),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_model_topic_is_on_by_default_and_an_empty_one_turns_it_off() {
+        let d = Config::default();
+        assert_eq!((d.kafka.model_topic.as_str(), d.kafka.model_publish_interval.ms()), ("floodgate.model", 60_000));
+        let c = Config::from_toml("[kafka]\nmodel_topic = \"\"\nmodel_publish_interval = \"5m\"").expect("valid");
+        assert_eq!((c.kafka.model_topic.as_str(), c.kafka.model_publish_interval.ms()), ("", 300_000));
     }
 }

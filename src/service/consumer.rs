@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::batch::{Batch, Burst, PartitionBatch, MAX_BATCH, MAX_BATCH_BYTES};
 use super::partition::{Cmd, PartitionShared, PartitionTask, TaskStart, TaskWiring};
 use super::{lock, Ctx, PartitionOffset, TopicPartition, CHANNEL};
+use crate::engine::model_file::LearnedModel;
 use crate::engine::Engine;
 use crate::shutdown::Shutdown;
 use crate::source::kafka::{GroupContext, RebalanceHandler};
@@ -181,13 +182,24 @@ impl Ctx {
     fn start_partition(&self, a: Assigned) {
         let shared = Arc::new(PartitionShared::new(a.at.topic.clone(), a.at.partition, a.start.start, a.start.committed, a.high));
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let engine = match Engine::new(&*self.cfg) {
+        let mut engine = match Engine::new(&*self.cfg) {
             Ok(e) => e.with_estimates(self.estimate_topic.is_some()),
             Err(e) => {
                 tracing::error!(error = %e, "engine configuration");
                 return;
             }
         };
+        let model = match &self.model_board {
+            Some(board) => board.model_for_new_engine(&self.model),
+            None => LearnedModel::empty(self.model.bin_ms),
+        };
+        if !model.targets.is_empty() {
+            // Checked record by record when read (bin, values, audiences), and
+            // learned by engines of this configuration since: this does not fail.
+            if let Err(e) = engine.load_model(&model) {
+                tracing::error!(topic = %a.at.topic, partition = a.at.partition, error = %e, "the model topic's model could not be loaded; this partition learns from scratch");
+            }
+        }
         let wiring = TaskWiring {
             cfg: self.cfg.clone(),
             metrics: self.metrics.clone(),
@@ -197,6 +209,7 @@ impl Ctx {
             dead_letter_topic: self.dead_letter_topic.clone(),
             reseek_tx: lock(&self.reseek_tx).clone(),
             recycle_tx: self.recycle_tx.clone(),
+            model_board: self.model_board.clone(),
         };
         let last_committed = a.start.committed;
         let task = PartitionTask::new(wiring, shared.clone(), engine, a.start);

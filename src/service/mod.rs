@@ -77,8 +77,15 @@
 //! when messages are waiting, which is when the savings matter.
 //!
 //! **Shutdown.** SIGTERM/SIGINT: stop consuming, wait for acknowledgements
-//! (at most `kafka.shutdown_timeout`), commit, leave the group. Open windows
-//! are *not* flushed: a restart continues them.
+//! (at most `kafka.shutdown_timeout`), commit, leave the group, publish the
+//! learned model. Open windows are *not* flushed: a restart continues them.
+//!
+//! **The learned model** ([`model`](self::model)): read from
+//! `kafka.model_topic` at start, before the group is joined, and loaded into
+//! every partition engine when it is created; the partition tasks leave
+//! their engines' learned models on a board, from which the targets that
+//! changed are published every `kafka.model_publish_interval` and at
+//! shutdown.
 //!
 //! **Parts**, one job each:
 //!
@@ -91,12 +98,14 @@
 //! * [`outbox`](self::outbox) — ordered acknowledgement → committable offset;
 //! * [`dead_letter`](self::dead_letter) — dead-letter records and the
 //!   scrubbing of their details;
+//! * [`model`](self::model) — the model topic: read at start, publication;
 //! * [`status`](self::status) — aggregation for `/metrics`, `/readyz` and
 //!   `/api/campaigns` into [`crate::status::Status`].
 
 mod batch;
 mod consumer;
 mod dead_letter;
+pub mod model;
 mod outbox;
 mod partition;
 mod status;
@@ -114,12 +123,14 @@ use self::batch::BATCH_POOL;
 pub use self::batch::{Batch, MAX_BATCH, MAX_BATCH_BYTES};
 use self::consumer::{consumer_loop, Handle};
 pub use self::dead_letter::scrub_detail;
+use self::model::{ModelBoard, ModelPublisher};
 use crate::config::Config;
+use crate::engine::model_file::LearnedModel;
 use crate::engine::{Engine, EngineConfigError};
 use crate::shutdown::Shutdown;
 use crate::sink::kafka::{Fatal, Outbox, QuietContext};
 use crate::sink::metrics::Metrics;
-use crate::source::kafka::{ensure_topic, group_consumer, offsets_reader};
+use crate::source::kafka::{ensure_topic, ensure_topic_with, group_consumer, offsets_reader};
 pub use crate::status::{ApiView, PartitionView, Status};
 
 /// Records in flight per partition before it stops taking messages.
@@ -217,6 +228,12 @@ struct Ctx {
     /// The consumer loop has stopped its partitions: revokes from leaving
     /// the group need no drain or commit.
     shutting_down: AtomicBool,
+    /// What the model topic held at start (empty when `kafka.model_topic`
+    /// is off or empty): loaded into every partition engine.
+    model: Arc<LearnedModel>,
+    /// Where partition tasks leave their learned models for publication
+    /// (`None`: `kafka.model_topic` is off).
+    model_board: Option<Arc<ModelBoard>>,
 }
 
 /// Locks `m`, recovering the data of a poisoned lock (every writer leaves
@@ -250,6 +267,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         .map_err(|source| ServiceError::Http { addr: cfg.http.listen.clone(), source })?;
     tracing::info!(listen = %cfg.http.listen, "http: /metrics /healthz /readyz /api/campaigns");
     let http = tokio::spawn(crate::http::serve(listener, status.clone(), shutdown.resubscribe()));
+    let mut shutdown = shutdown;
 
     // After the HTTP server, so that probes answer (503) while a slow or
     // refusing broker (wrong credentials) holds up topic creation.
@@ -263,6 +281,32 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
             tracing::warn!(topic = %topic, error = %e, "could not create the output topic (create it yourself)");
         }
     }
+    let bin_ms = cfg.estimator.bin.ms();
+    let mut model = LearnedModel::empty(bin_ms);
+    if !k.model_topic.is_empty() {
+        let topic = k.model_topic.as_str();
+        if !k.create_topics {
+            tracing::info!(topic, "kafka.create_topics = false: the model topic must exist, compacted (cleanup.policy=compact)");
+        } else if let Err(e) = ensure_topic_with(k, topic, 1, &[("cleanup.policy", "compact")]).await {
+            tracing::warn!(topic, error = %e, "could not create the model topic (create it yourself, with cleanup.policy=compact)");
+        }
+        *lock(&status.not_ready_reason) = format!("starting: reading the model topic {topic}");
+        let max_audiences = cfg.limits.max_audiences_per_target;
+        match model::load_at_start(k, topic, bin_ms, max_audiences, &metrics, &mut shutdown).await {
+            Some(m) => model = m,
+            None => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+                tracing::info!("stopped before the model topic was read");
+                return Ok(());
+            }
+        }
+    }
+    let model = Arc::new(model);
+    let model_board = (!k.model_topic.is_empty()).then(|| Arc::new(ModelBoard::default()));
+    let publisher = model_board
+        .as_ref()
+        .map(|board| Arc::new(ModelPublisher::new(&k.model_topic, &model, board.clone(), outbox.clone(), metrics.clone())));
+    *lock(&status.not_ready_reason) = "starting: joining the consumer group".to_string();
     let (reseek_tx, reseek_rx) = std::sync::mpsc::channel();
     let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel(BATCH_POOL);
     let ctx = Arc::new(Ctx {
@@ -279,6 +323,8 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         runtime: tokio::runtime::Handle::current(),
         reader: offsets_reader(k)?,
         shutting_down: AtomicBool::new(false),
+        model,
+        model_board,
     });
     let consumer = group_consumer(k, ctx.clone())?;
     let topics: Vec<&str> = k.input_topics.iter().map(String::as_str).collect();
@@ -298,12 +344,27 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         .map_err(ServiceError::ConsumerThread)?;
 
     let agg = tokio::spawn(status::aggregate(ctx.clone(), status.clone(), shutdown.resubscribe()));
-    let mut shutdown = shutdown;
+    let periodic = publisher.as_ref().map(|p| {
+        let every = Duration::from_millis(k.model_publish_interval.ms().max(1) as u64);
+        tokio::spawn(p.clone().run_periodic(every, shutdown.resubscribe()))
+    });
     shutdown.recv().await;
     tracing::info!("shutting down: draining acknowledgements, committing, leaving the group");
     let limit = Duration::from_millis(cfg.kafka.shutdown_timeout.ms().max(0) as u64) + Duration::from_secs(5);
     if tokio::time::timeout(limit, done_rx).await.is_err() {
         tracing::warn!("the consumer did not stop within kafka.shutdown_timeout");
+    }
+    if let Some(p) = periodic {
+        p.abort();
+    }
+    if let Some(p) = &publisher {
+        // The partition tasks left their final models when they stopped.
+        // A few records, acknowledged in milliseconds: at most 5 s more, so
+        // the whole shutdown stays within kafka.shutdown_timeout + ~15 s.
+        if fatal.reason().is_none() {
+            let limit = Duration::from_millis(cfg.kafka.shutdown_timeout.ms().clamp(0, 5_000) as u64);
+            p.publish(limit).await;
+        }
     }
     outbox.flush(Duration::from_secs(2));
     agg.abort();

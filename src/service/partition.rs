@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::batch::{Batch, InMsg, MAX_BATCH_BYTES};
 use super::dead_letter::{self, DeadLetter};
+use super::model::ModelBoard;
 use super::outbox::{Ack, AckQueue, DeliveryResult};
 use super::{lock, rebuild_span_ms, PartitionOffset, MAX_INFLIGHT};
 use crate::config::Config;
@@ -318,6 +319,9 @@ pub(super) struct TaskWiring {
     pub(super) reseek_tx: std::sync::mpsc::Sender<PartitionOffset>,
     /// Returns emptied batches to the consumer thread.
     pub(super) recycle_tx: std::sync::mpsc::SyncSender<Batch>,
+    /// Where the task leaves its engine's learned model for publication
+    /// (`None`: `kafka.model_topic` is off).
+    pub(super) model_board: Option<Arc<ModelBoard>>,
 }
 
 /// One partition's task (see the module docs).
@@ -365,6 +369,8 @@ pub(super) struct PartitionTask {
     last_unkeyed_warning: Option<Instant>,
     /// Buffer for serialising signals.
     buf: String,
+    /// When the engine's learned model was last left on the model board.
+    model_stored: Instant,
 }
 
 impl PartitionTask {
@@ -393,6 +399,7 @@ impl PartitionTask {
             last_msg: Instant::now(),
             last_unkeyed_warning: None,
             buf: String::new(),
+            model_stored: Instant::now(),
         }
     }
 
@@ -438,6 +445,7 @@ impl PartitionTask {
                     Some(Cmd::Stop(reply)) => {
                         self.drain().await;
                         self.publish_snapshot();
+                        self.store_model(true);
                         let _ = reply.send(self.committable());
                         return;
                     }
@@ -784,6 +792,21 @@ impl PartitionTask {
             }
         }
         self.publish_snapshot();
+        self.store_model(false);
+    }
+
+    /// Leaves the engine's learned model on the model board (if the model
+    /// topic is on): every half `kafka.model_publish_interval` (so a
+    /// publication is at most 1.5 intervals behind the engine), or `now`
+    /// (the task stops: revoke or shutdown).
+    fn store_model(&mut self, now: bool) {
+        let Some(board) = &self.w.model_board else { return };
+        let half = Duration::from_millis((self.w.cfg.kafka.model_publish_interval.ms().max(0) / 2) as u64);
+        if !now && self.model_stored.elapsed() < half {
+            return;
+        }
+        self.model_stored = Instant::now();
+        board.store(&self.shared.topic, self.shared.partition, self.engine.learned_model());
     }
 
     /// Publishes the engine's state for the aggregator.

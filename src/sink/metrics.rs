@@ -97,6 +97,15 @@ pub struct Metrics {
     /// `floodgate_campaigns_returned_total`: campaigns that had events again
     /// after being forgotten, tracked afresh.
     pub campaigns_returned: IntCounter,
+    /// `floodgate_model_records_rejected_total{reason}`: model-topic
+    /// records skipped at start (reasons in [`MODEL_REJECT_REASONS`]).
+    pub model_rejected: IntCounterVec,
+    /// `floodgate_model_records_published_total`: target records the
+    /// broker acknowledged on the model topic.
+    pub model_published: IntCounter,
+    /// `floodgate_model_targets_loaded`: targets read from the model topic
+    /// at start (loaded into every partition engine).
+    pub model_targets_loaded: IntGauge,
     top_campaigns: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
     targets_seen: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
@@ -120,6 +129,14 @@ pub fn shed_counts(s: &Stats) -> [(&'static str, u64); 5] {
         ("idle", s.evicted_campaigns),
     ]
 }
+
+/// The `reason` label values of `floodgate_model_records_rejected_total`:
+/// `key` = no key, or not the record's target; `json` = not a record
+/// (not JSON, wrong shape); `format`, `version` = not a floodgate model
+/// record of the version this build reads; `bin` = learned with another
+/// `estimator.bin`; `invalid` = a value or array that cannot have been
+/// learned, or more audiences than `limits.max_audiences_per_target`.
+pub const MODEL_REJECT_REASONS: [&str; 6] = ["key", "json", "format", "version", "bin", "invalid"];
 
 /// Buckets of `floodgate_processing_latency_seconds`: sub-millisecond
 /// processing up to 10 minutes, so that the p99 > 60 s objective of
@@ -300,6 +317,26 @@ impl Metrics {
                     "Campaigns that had events again after being forgotten as over (tracked afresh; a high rate means limits.forget_below is too high).",
                 )
                 .expect("valid metric"),
+            ),
+            model_rejected: {
+                let c = counter_vec(
+                    "floodgate_model_records_rejected_total",
+                    "Model-topic records skipped at start (logged with topic, partition, offset), by reason.",
+                    &["reason"],
+                );
+                for reason in MODEL_REJECT_REASONS {
+                    c.with_label_values(&[reason]);
+                }
+                c
+            },
+            model_published: reg(
+                &r,
+                IntCounter::new("floodgate_model_records_published_total", "Target records published to the model topic (acknowledged).")
+                    .expect("valid metric"),
+            ),
+            model_targets_loaded: reg(
+                &r,
+                IntGauge::new("floodgate_model_targets_loaded", "Targets read from the model topic at start.").expect("valid metric"),
             ),
             registry: r,
             top_campaigns: Default::default(),

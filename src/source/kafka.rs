@@ -117,8 +117,17 @@ pub fn offsets_reader(cfg: &KafkaConfig) -> Result<BaseConsumer<QuietContext>, K
 /// existing topic is left as it is). Tansu 0.6 supports CreateTopics with
 /// any partition count.
 pub async fn ensure_topic(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), KafkaError> {
+    ensure_topic_with(cfg, topic, partitions, &[]).await
+}
+
+/// [`ensure_topic`] with topic configuration entries for a topic it
+/// creates (e.g. `cleanup.policy=compact`); an existing topic is left as it is.
+pub async fn ensure_topic_with(cfg: &KafkaConfig, topic: &str, partitions: i32, config: &[(&str, &str)]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in config {
+        new = new.set(k, v);
+    }
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(Duration::from_secs(15)));
     for r in admin.create_topics([&new], &opts).await? {
         match r {

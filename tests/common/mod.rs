@@ -148,6 +148,11 @@ impl Service {
             .env("FLOODGATE_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000")
             .env("FLOODGATE_KAFKA__PROPERTIES__HEARTBEAT_INTERVAL_MS", "1000")
             .env("FLOODGATE_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+            // The model topic is off unless a test sets it (tests/kafka_model.rs):
+            // `run` matches `replay` only when neither starts from a learned
+            // model, and the default topic would carry models between tests.
+            // (tests/kafka_service.rs also passed with `{prefix}.model` here.)
+            .env("FLOODGATE_KAFKA__MODEL_TOPIC", "")
             .env("RUST_LOG", &o.log_level)
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());

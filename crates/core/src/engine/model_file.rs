@@ -1,6 +1,7 @@
 //! Everything the engine learned, as a versioned JSON document, so that the
 //! model outlives the process (`--model FILE` of `replay`, `backtest` and
-//! `evaluate`; `floodgate model show`).
+//! `evaluate`; `floodgate model show`; one [`TargetRecord`] per target in
+//! `floodgate run`'s model topic).
 //!
 //! ```json
 //! {"format": "floodgate-model", "version": 1, "bin_ms": 60000,
@@ -195,24 +196,7 @@ impl LearnedModel {
     /// (a file of a later version is refused for its version, whatever its
     /// shape), then the shape and every value ([`check`](Self::check)).
     pub fn from_json(text: &str) -> Result<LearnedModel, ModelError> {
-        /// What any version has.
-        #[derive(Deserialize)]
-        struct Header {
-            /// `format`.
-            format: Option<serde_json::Value>,
-            /// `version`.
-            version: Option<serde_json::Value>,
-        }
-        let header: Header = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
-        match header.format.as_ref().and_then(|f| f.as_str()) {
-            Some(FORMAT) => {}
-            _ => return Err(ModelError::Format { found: header.format.map(|f| f.to_string()).unwrap_or_default() }),
-        }
-        match header.version.as_ref().and_then(serde_json::Value::as_u64) {
-            Some(v) if v == u64::from(VERSION) => {}
-            Some(v) => return Err(ModelError::Version { found: v }),
-            None => return Err(ModelError::Json("`version` must be a non-negative integer".into())),
-        }
+        check_header(text)?;
         let m: LearnedModel = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
         m.check()?;
         Ok(m)
@@ -250,6 +234,90 @@ impl LearnedModel {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks the `format` and `version` of a model document (a file or a
+/// [`TargetRecord`]) before its shape: a document of a later version is
+/// refused for its version, whatever its shape.
+fn check_header(text: &str) -> Result<(), ModelError> {
+    /// What any version has.
+    #[derive(Deserialize)]
+    struct Header {
+        /// `format`.
+        format: Option<serde_json::Value>,
+        /// `version`.
+        version: Option<serde_json::Value>,
+    }
+    let header: Header = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
+    match header.format.as_ref().and_then(|f| f.as_str()) {
+        Some(FORMAT) => {}
+        _ => return Err(ModelError::Format { found: header.format.map(|f| f.to_string()).unwrap_or_default() }),
+    }
+    match header.version.as_ref().and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => Ok(()),
+        Some(v) => Err(ModelError::Version { found: v }),
+        None => Err(ModelError::Json("`version` must be a non-negative integer".into())),
+    }
+}
+
+/// What one target learned, as one record of `floodgate run`'s model topic
+/// (`kafka.model_topic`, keyed by the target's name):
+///
+/// ```json
+/// {"format": "floodgate-model", "version": 1, "bin_ms": 60000,
+///  "target": "shop-web", "model": {"direct": {…}, "audiences": {…}, …}}
+/// ```
+///
+/// `model` is the target's entry of a [`LearnedModel`]'s `targets`; the
+/// format, version and checks are those of the model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The format's version ([`VERSION`]).
+    pub version: u32,
+    /// `estimator.bin` of the engine that learned it, ms.
+    pub bin_ms: i64,
+    /// The target's name (also the record's key).
+    pub target: String,
+    /// What was learned for it.
+    pub model: TargetModel,
+}
+
+impl TargetRecord {
+    /// The record of `target`'s `model`, learned with `bin_ms` bins.
+    pub fn new(bin_ms: i64, target: &str, model: TargetModel) -> TargetRecord {
+        TargetRecord { format: FORMAT.to_string(), version: VERSION, bin_ms, target: target.to_string(), model }
+    }
+
+    /// Reads a record's value: the format and version first, then the shape
+    /// and every value ([`check`](Self::check)). The bin is not compared
+    /// with any configuration here (the reader does, with [`ModelError::Bin`]).
+    pub fn from_json(bytes: &[u8]) -> Result<TargetRecord, ModelError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ModelError::Json(format!("not UTF-8: {e}")))?;
+        check_header(text)?;
+        let r: TargetRecord = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
+        r.check()?;
+        Ok(r)
+    }
+
+    /// The record as compact JSON (what [`from_json`](Self::from_json) reads).
+    pub fn to_json(&self) -> String {
+        // Plain data of strings, numbers and maps with string keys: cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The checks of [`LearnedModel::check`] for a model holding only this
+    /// target (errors name `targets.<target>.…`), and a target name that is
+    /// not empty.
+    pub fn check(&self) -> Result<(), ModelError> {
+        if self.target.is_empty() {
+            return Err(ModelError::Json("`target` must not be empty".into()));
+        }
+        let mut m = LearnedModel { format: self.format.clone(), version: self.version, bin_ms: self.bin_ms, targets: BTreeMap::new() };
+        m.targets.insert(self.target.clone(), self.model.clone());
+        m.check()
     }
 }
 
@@ -330,6 +398,25 @@ mod tests {
         let m = model();
         let back = LearnedModel::from_json(&m.to_json_pretty()).expect("reads what it wrote");
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_target_record_round_trips_and_is_checked_like_a_model() {
+        let m = model();
+        let Some(web) = m.targets.get("web").cloned() else { panic!("web") };
+        let r = TargetRecord::new(60_000, "web", web);
+        let back = TargetRecord::from_json(r.to_json().as_bytes()).expect("reads what it wrote");
+        assert_eq!(back, r);
+        let mut bad = r.clone();
+        bad.model.direct.delays.in_bin.pop();
+        let e = TargetRecord::from_json(bad.to_json().as_bytes()).expect_err("short array");
+        assert_eq!(e.to_string(), "`targets.web.direct.delays.in_bin` has 56 values, expected 57");
+        let text = r.to_json().replacen("\"version\":1", "\"version\":2", 1);
+        assert!(matches!(TargetRecord::from_json(text.as_bytes()), Err(ModelError::Version { found: 2 })));
+        assert!(matches!(TargetRecord::from_json(b"garbage"), Err(ModelError::Json(_))));
+        assert!(matches!(TargetRecord::from_json(&[0xff, 0xfe]), Err(ModelError::Json(_))));
+        let text = r.to_json().replacen("\"target\":\"web\"", "\"target\":\"\"", 1);
+        assert!(matches!(TargetRecord::from_json(text.as_bytes()), Err(ModelError::Json(_))));
     }
 
     #[test]

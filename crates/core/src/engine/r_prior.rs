@@ -26,9 +26,14 @@
 //! The prior a campaign of the target is estimated with keeps the
 //! configured prior's **shape** (its weight: one pseudo-offspring with the
 //! default) and takes `m` as its mean: `Gamma(a₀, m/a₀)`. So the prior moves
-//! to where the target's pass-along is, without becoming stronger. Until
-//! [`MIN_EXPOSURE`] clickers' worth of exposure has matured, the configured
-//! prior is used as it is.
+//! to where the target's pass-along is, without becoming stronger in
+//! pseudo-offspring. Its weight in pseudo-clickers, `a₀/m`, grows as `m`
+//! falls; it is capped at [`MAX_PRIOR_CLICKERS`] (below
+//! `m = a₀ / MAX_PRIOR_CLICKERS` the shape shrinks to `MAX_PRIOR_CLICKERS · m`),
+//! so that a target whose mailings have barely been passed on cannot hold
+//! down the estimate of one that suddenly is. Until [`MIN_EXPOSURE`]
+//! clickers' worth of exposure has matured, the configured prior is used as
+//! it is.
 //!
 //! Cohorts are pooled when bins close, and what a bin step learns is applied
 //! after every campaign of that step has been estimated ([`RPriorLearner::commit`]),
@@ -39,6 +44,8 @@ use super::renewal::Prior;
 
 /// Matured exposure (clickers × F) needed before the learned mean is used.
 pub const MIN_EXPOSURE: f64 = 100.0;
+/// The most clickers' worth of exposure the learned prior may weigh.
+pub const MAX_PRIOR_CLICKERS: f64 = 10.0;
 
 /// A target's learned prior of R.
 #[derive(Clone, Debug)]
@@ -78,8 +85,9 @@ impl RPriorLearner {
         if self.exposure < MIN_EXPOSURE {
             return self.configured;
         }
-        let shape = self.configured.shape();
-        let mean = (shape + self.offspring) / (1.0 / self.configured.scale() + self.exposure);
+        let a0 = self.configured.shape();
+        let mean = (a0 + self.offspring) / (1.0 / self.configured.scale() + self.exposure);
+        let shape = a0.min(MAX_PRIOR_CLICKERS * mean);
         Prior { mean, sd: mean / shape.sqrt() }
     }
 
@@ -103,6 +111,21 @@ impl RPriorLearner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A target whose pass-along is near zero: 1 offspring over an
+    /// exposure of 1000 → m = 2 / 1000.2; the shape would make the prior
+    /// weigh a₀/m ≈ 500 clickers, so it shrinks to 10·m and the prior
+    /// weighs 10 (shape/mean = 1/scale).
+    #[test]
+    fn a_near_zero_mean_does_not_make_the_prior_strong() {
+        let mut l = RPriorLearner::new(Prior::default());
+        l.add_cohort(1, 1000.0);
+        l.commit();
+        let p = l.prior();
+        assert!((p.mean - 2.0 / 1000.2).abs() < 1e-12, "{p:?}");
+        assert!((1.0 / p.scale() - MAX_PRIOR_CLICKERS).abs() < 1e-9, "{p:?}");
+        assert!((p.shape() - MAX_PRIOR_CLICKERS * p.mean).abs() < 1e-12);
+    }
 
     #[test]
     fn until_enough_has_matured_the_configured_prior_holds() {

@@ -12,47 +12,17 @@ use std::time::{Duration, Instant};
 use common::*;
 use floodgate::engine::model_file::{LearnedModel, TargetRecord};
 use floodgate::engine::Engine;
-use floodgate::simulate::Rng;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 
-const START: i64 = 1_772_409_600_000;
-const HOUR: f64 = 3_600_000.0;
-/// True median delay (send → direct click) and the sd of its log: far from
-/// the configured prior (30 min).
-const MEDIAN_MS: f64 = 3.0 * HOUR;
-const SIGMA: f64 = 1.0;
-const RECIPIENTS: u64 = 20_000;
-/// True click-through, far from the configured prior (5 %).
-const CLICK_THROUGH: f64 = 0.01;
+#[path = "common/learning_log.rs"]
+mod learning_log;
 
-/// Eight campaigns of target `web` from `start`, one every 12 h, each
-/// direct click drawn from the lognormal delay; the log ends 2 days after
-/// the last send (the generator of tests/learning.rs).
-fn log_from(seed: u64, start: i64) -> Vec<String> {
-    let mut rng = Rng::new(seed);
-    let mut events: Vec<(i64, String)> = Vec::new();
-    let end = start + 7 * 12 * HOUR as i64 + 48 * HOUR as i64;
-    for c in 0..8 {
-        let send = start + c * 12 * HOUR as i64;
-        events.push((send, format!(r#"{{"type":"send","campaign":"c{c}","ts":{send},"recipients":{RECIPIENTS},"target":"web"}}"#)));
-        for i in 0..RECIPIENTS {
-            if rng.uniform() >= CLICK_THROUGH {
-                continue;
-            }
-            let ts = send + (MEDIAN_MS * (SIGMA * rng.normal()).exp()) as i64;
-            if ts < end {
-                events.push((ts, format!(r#"{{"type":"click","campaign":"c{c}","ts":{ts},"id":"{i}","person":"p{i}"}}"#)));
-            }
-        }
-    }
-    events.sort();
-    events.into_iter().map(|(_, l)| l).collect()
-}
+use learning_log::*;
 
-/// [`log_from`] at [`START`].
+/// [`learning_lines`] at [`START`].
 fn log(seed: u64) -> Vec<String> {
-    log_from(seed, START)
+    learning_lines(seed, START)
 }
 
 /// One send of target `web` and nothing else: the instance sees the target,
@@ -235,7 +205,7 @@ fn kafka_bad_model_records_are_skipped_and_counted() {
     }
     // Eight more campaigns of web, later: B learns from them on top of
     // the record and publishes within an interval or two.
-    let more = log_from(9, START + 31 * 24 * HOUR as i64);
+    let more = learning_lines(9, START + 31 * 24 * HOUR as i64);
     produce(&input, 1, &more);
     b.wait_for("the new campaigns applied", Duration::from_secs(60), |s| s.events_applied() >= (1 + more.len()) as f64);
     b.wait_for("web published", Duration::from_secs(20), |s| s.metric("floodgate_model_records_published_total") >= 1.0);

@@ -8,35 +8,14 @@ use floodgate::engine::Engine;
 use floodgate::replay::replay_bytes;
 use floodgate::simulate::Rng;
 
-const START: i64 = 1_772_409_600_000;
-const HOUR: f64 = 3_600_000.0;
-/// True median delay (send → direct click), and the sd of its log.
-const MEDIAN_MS: f64 = 3.0 * HOUR;
-const SIGMA: f64 = 1.0;
-const RECIPIENTS: u64 = 20_000;
-const CLICK_THROUGH: f64 = 0.01;
+#[path = "common/learning_log.rs"]
+mod learning_log;
 
-/// Eight campaigns of target `web`, one every 12 h, each direct click
-/// drawn from the lognormal delay; the log ends 2 days after the last send.
+use learning_log::*;
+
+/// [`learning_lines`] at [`START`], as one log.
 fn log(seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut events: Vec<(i64, String)> = Vec::new();
-    let end = START + 7 * 12 * HOUR as i64 + 48 * HOUR as i64;
-    for c in 0..8 {
-        let send = START + c * 12 * HOUR as i64;
-        events.push((send, format!(r#"{{"type":"send","campaign":"c{c}","ts":{send},"recipients":{RECIPIENTS},"target":"web"}}"#)));
-        for i in 0..RECIPIENTS {
-            if rng.uniform() >= CLICK_THROUGH {
-                continue;
-            }
-            let ts = send + (MEDIAN_MS * (SIGMA * rng.normal()).exp()) as i64;
-            if ts < end {
-                events.push((ts, format!(r#"{{"type":"click","campaign":"c{c}","ts":{ts},"id":"{i}","person":"p{i}"}}"#)));
-            }
-        }
-    }
-    events.sort();
-    events.into_iter().flat_map(|(_, l)| (l + "\n").into_bytes()).collect()
+    learning_lines(seed, START).into_iter().flat_map(|l| (l + "\n").into_bytes()).collect()
 }
 
 /// The tails of these campaigns leave gaps of hours between events: the

@@ -287,11 +287,7 @@ impl Config {
             e.generation_interval.sd = scaled(10);
         }
         if !is_given("estimator.generation_interval.follow") {
-            let lineage = match e.lineage_window {
-                Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin)),
-                Span::Time(d) => d,
-            };
-            e.generation_interval.follow = scaled(1440).max(lineage);
+            e.generation_interval.follow = scaled(1440).max(span_duration(e.lineage_window, bin));
         }
         // A forward comes before the click it causes: when the usual default
         // would not, it becomes the share of the generation interval that
@@ -323,11 +319,7 @@ impl Config {
             f.response.sd = scaled(30);
         }
         if !is_given("limits.idle_timeout") {
-            let window = match self.estimator.window {
-                Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin)),
-                Span::Time(d) => d,
-            };
-            self.limits.idle_timeout = scaled(10_080).max(window);
+            self.limits.idle_timeout = scaled(10_080).max(span_duration(self.estimator.window, bin));
         }
     }
 

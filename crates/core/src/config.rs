@@ -523,6 +523,15 @@ pub(crate) fn planner(key: &str, p: &PlannerConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A span as a duration, with bins of `bin_ms` (a number of bins is that
+/// many bins long).
+pub fn span_duration(span: Span, bin_ms: i64) -> Duration {
+    match span {
+        Span::Bins(n) => Duration(i64::from(n).saturating_mul(bin_ms)),
+        Span::Time(d) => d,
+    }
+}
+
 /// `span` in bins of `bin_ms`: a count of bins as given, or a duration that
 /// must be a whole positive multiple of the bin (`key` names it in the error).
 pub fn span_in_bins(key: &str, span: Span, bin_ms: i64) -> Result<u32, ConfigError> {

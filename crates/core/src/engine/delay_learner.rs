@@ -42,6 +42,8 @@
 //! edges the CDF is interpolated linearly in log-delay (in delay for the
 //! first bin).
 
+use super::model_file::DelaySums;
+
 /// First edge after 0, ms.
 const FIRST_EDGE_MS: f64 = 10_000.0;
 /// Ratio of consecutive edges.
@@ -239,14 +241,25 @@ impl DelayLearner {
         true
     }
 
-    /// The sums `(Σ n_{i,k}, Σ N_{i,≤k}, delays observed)`: everything the
-    /// learner took from data (the model file, `model_file.rs`).
-    pub fn sums(&self) -> (&[f64; BINS], &[f64; BINS], f64) {
-        (&self.in_bin, &self.up_to_bin, self.observed)
+    /// The sums `Σ n_{i,k}`, `Σ N_{i,≤k}` and the delays observed:
+    /// everything the learner took from data (the model file, `model_file.rs`).
+    pub fn to_sums(&self) -> DelaySums {
+        DelaySums { in_bin: self.in_bin.to_vec(), up_to_bin: self.up_to_bin.to_vec(), observed: self.observed }
     }
 
-    /// Replaces the sums by ones [`sums`](Self::sums) gave (a loaded model
-    /// file); the prior is kept. Call [`refresh`](Self::refresh) after.
+    /// Replaces the sums by ones [`to_sums`](Self::to_sums) gave (a loaded
+    /// model file, checked: [`BINS`] values each); the prior is kept. Returns
+    /// false, changing nothing, if an array has another length. Call
+    /// [`refresh`](Self::refresh) after.
+    pub fn load_sums(&mut self, m: &DelaySums) -> bool {
+        let (Ok(in_bin), Ok(up_to_bin)) = (<[f64; BINS]>::try_from(&m.in_bin[..]), <[f64; BINS]>::try_from(&m.up_to_bin[..])) else {
+            return false;
+        };
+        self.set_sums(in_bin, up_to_bin, m.observed);
+        true
+    }
+
+    /// Replaces the sums; the prior is kept. Call [`refresh`](Self::refresh) after.
     pub fn set_sums(&mut self, in_bin: [f64; BINS], up_to_bin: [f64; BINS], observed: f64) {
         self.in_bin = in_bin;
         self.up_to_bin = up_to_bin;

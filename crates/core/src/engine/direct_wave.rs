@@ -52,7 +52,7 @@ use super::delay_learner::{DelayLearner, DelayStream, BINS};
 use std::collections::VecDeque;
 
 use super::forecast::ResponseCurve;
-use super::model_file::{DelaySums, DirectWaveModel, PoolCampaign};
+use super::model_file::{DirectWaveModel, PoolCampaign};
 
 /// Campaigns whose click-through must count before the pool is used.
 pub const MIN_CAMPAIGNS: u32 = 3;
@@ -248,9 +248,8 @@ impl DirectWave {
     /// they come from the configuration (a target) or the target (an
     /// audience) of the engine that loads it.
     pub fn to_model(&self) -> DirectWaveModel {
-        let (in_bin, up_to_bin, observed) = self.delays.sums();
         DirectWaveModel {
-            delays: DelaySums { in_bin: in_bin.to_vec(), up_to_bin: up_to_bin.to_vec(), observed },
+            delays: self.delays.to_sums(),
             click_through_pool: self
                 .pool
                 .iter()
@@ -265,11 +264,9 @@ impl DirectWave {
     /// what it had learned, and refreshes. An audience is then refreshed
     /// with [`refresh_under`](Self::refresh_under) by its caller.
     pub fn load(&mut self, m: &DirectWaveModel) {
-        let (Ok(in_bin), Ok(up_to_bin)) = (<[f64; BINS]>::try_from(&m.delays.in_bin[..]), <[f64; BINS]>::try_from(&m.delays.up_to_bin[..]))
-        else {
+        if !self.delays.load_sums(&m.delays) {
             return;
-        };
-        self.delays.set_sums(in_bin, up_to_bin, m.delays.observed);
+        }
         self.pool = m
             .click_through_pool
             .iter()

@@ -52,7 +52,6 @@
 
 use std::collections::BTreeMap;
 
-use super::delay_learner::BINS;
 use super::delay_learner::{bin_of_delay, upper_edge_ms, DelayLearner, DelayStream};
 use super::generation_interval::GenerationInterval;
 use super::model_file::DelaySums;
@@ -250,17 +249,15 @@ impl GenerationLearner {
     /// Its delay sums, for the model file (cohorts still maturing are not
     /// in them: what they would still teach is lost with the process).
     pub fn to_model(&self) -> DelaySums {
-        let (in_bin, up_to_bin, observed) = self.delays.sums();
-        DelaySums { in_bin: in_bin.to_vec(), up_to_bin: up_to_bin.to_vec(), observed }
+        self.delays.to_sums()
     }
 
-    /// Takes the sums a model file holds (checked: [`BINS`] values each) in
+    /// Takes the sums a model file holds (checked by `LearnedModel::check`) in
     /// place of what it had learned.
     pub fn load(&mut self, m: &DelaySums) {
-        let (Ok(in_bin), Ok(up_to_bin)) = (<[f64; BINS]>::try_from(&m.in_bin[..]), <[f64; BINS]>::try_from(&m.up_to_bin[..])) else {
+        if !self.delays.load_sums(m) {
             return;
-        };
-        self.delays.set_sums(in_bin, up_to_bin, m.observed);
+        }
         self.stale = true;
         self.refresh();
     }

@@ -1091,7 +1091,7 @@ impl Engine {
         } else {
             c.bins.iter_range(i64::MIN, last_bin).map(|(t, x)| x.incidence() * (1.0 - gi.renewal.cdf((last_bin - t) as usize))).sum()
         };
-        let prior = target.and_then(|t| self.targets[t as usize].r_prior.as_ref()).map_or(self.prior, RPriorLearner::prior);
+        let prior = prior_of(&self.targets, self.prior, target);
         let r = c.last.map_or(prior.mean, |e| e.posterior.mean());
         lifetime::Remaining { direct, exposure }.expected_clicks(r)
     }
@@ -1329,7 +1329,7 @@ impl Engine {
         }
         let target = c.target_at(b);
         let gi = generation_of(&self.targets, &self.gi, target);
-        let prior = target.and_then(|t| self.targets[t as usize].r_prior.as_ref()).map_or(self.prior, RPriorLearner::prior);
+        let prior = prior_of(&self.targets, self.prior, target);
         let w = gi.renewal.weights();
         // Λ of bins not held: before the ring (the campaign did not exist:
         // no incidence, Λ = 0) or after its last event (recomputed here).
@@ -1532,6 +1532,12 @@ fn generation_of<'a>(targets: &'a [Target], configured: &'a GenerationInterval, 
         Some(g) => GenerationIntervals { lineage: g.lineage(), renewal: g.renewal(), forecast: g.forecast() },
         None => GenerationIntervals { lineage: configured, renewal: configured, forecast: None },
     }
+}
+
+/// The prior of R a campaign of `target` is estimated with: its target's
+/// learned one (`estimator.learn_prior`, `r_prior.rs`), or the configured one.
+fn prior_of(targets: &[Target], configured: Prior, target: Option<u32>) -> Prior {
+    target.and_then(|t| targets[t as usize].r_prior.as_ref()).map_or(configured, RPriorLearner::prior)
 }
 
 /// How many bins a campaign of `target` follows its clickers: as long as

@@ -196,10 +196,7 @@ impl LearnedModel {
     /// (a file of a later version is refused for its version, whatever its
     /// shape), then the shape and every value ([`check`](Self::check)).
     pub fn from_json(text: &str) -> Result<LearnedModel, ModelError> {
-        check_header(text)?;
-        let m: LearnedModel = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
-        m.check()?;
-        Ok(m)
+        parse_checked(text, LearnedModel::check)
     }
 
     /// The model as indented JSON (what [`from_json`](Self::from_json) reads).
@@ -235,6 +232,15 @@ impl LearnedModel {
         }
         Ok(())
     }
+}
+
+/// Reads a `T` from `text`: its header (format, version) first, then its
+/// shape, then `check` of every value.
+fn parse_checked<T: serde::de::DeserializeOwned>(text: &str, check: impl FnOnce(&T) -> Result<(), ModelError>) -> Result<T, ModelError> {
+    check_header(text)?;
+    let v: T = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
+    check(&v)?;
+    Ok(v)
 }
 
 /// Checks the `format` and `version` of a model document (a file or a
@@ -296,10 +302,7 @@ impl TargetRecord {
     /// with any configuration here (the reader does, with [`ModelError::Bin`]).
     pub fn from_json(bytes: &[u8]) -> Result<TargetRecord, ModelError> {
         let text = std::str::from_utf8(bytes).map_err(|e| ModelError::Json(format!("not UTF-8: {e}")))?;
-        check_header(text)?;
-        let r: TargetRecord = serde_json::from_str(text).map_err(|e| ModelError::Json(e.to_string()))?;
-        r.check()?;
-        Ok(r)
+        parse_checked(text, TargetRecord::check)
     }
 
     /// The record as compact JSON (what [`from_json`](Self::from_json) reads).

@@ -111,6 +111,13 @@ pub struct KafkaConfig {
     /// How often `run` publishes the targets whose learned model changed
     /// to `model_topic` (and once more at graceful shutdown). Default `60s`.
     pub model_publish_interval: Duration,
+    /// The compacted topic through which instances plan each target as one:
+    /// every partition engine publishes its demand on each target there
+    /// (keyed by target and partition), and the instance holding a target's
+    /// home partition plans it from every engine's latest demand (see
+    /// `service::demand`). Empty = off: each partition engine plans the
+    /// campaigns it holds. Default `floodgate.demand`.
+    pub demand_topic: String,
 }
 
 impl Default for KafkaConfig {
@@ -131,40 +138,49 @@ impl Default for KafkaConfig {
             create_topics: true,
             model_topic: "floodgate.model".into(),
             model_publish_interval: Duration(60_000),
+            demand_topic: "floodgate.demand".into(),
         }
     }
 }
 
 impl KafkaConfig {
-    /// Checks `kafka.model_topic` (a legal topic name, not one of the other
-    /// topics) and `kafka.model_publish_interval` (positive).
+    /// Checks `kafka.model_topic` and `kafka.demand_topic` (legal topic
+    /// names, not one of the other topics) and `kafka.model_publish_interval`
+    /// (positive).
     fn validate_model_keys(&self) -> Result<(), ConfigError> {
         if self.model_publish_interval.ms() <= 0 {
             return Err(invalid("kafka.model_publish_interval", "must be positive"));
         }
-        let t = self.model_topic.as_str();
+        self.validate_own_topic("kafka.model_topic", &self.model_topic, "the model")?;
+        self.validate_own_topic("kafka.demand_topic", &self.demand_topic, "demand sharing")?;
+        if !self.model_topic.is_empty() && self.model_topic == self.demand_topic {
+            return Err(invalid(
+                "kafka.demand_topic",
+                format!("`{}` is also kafka.model_topic; demand sharing needs a topic of its own", self.demand_topic),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that topic `t` (of key `key`, used for `what`) is empty (off)
+    /// or a legal topic name that none of the other topics uses.
+    fn validate_own_topic(&self, key: &'static str, t: &str, what: &str) -> Result<(), ConfigError> {
         if t.is_empty() {
             return Ok(());
         }
         if t.len() > 249 || t == "." || t == ".." || !t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
-            return Err(invalid(
-                "kafka.model_topic",
-                format!("`{t}` is not a Kafka topic name (1-249 of a-z, A-Z, 0-9, `.`, `_`, `-`; empty = off)"),
-            ));
+            return Err(invalid(key, format!("`{t}` is not a Kafka topic name (1-249 of a-z, A-Z, 0-9, `.`, `_`, `-`; empty = off)")));
         }
         let others = [
             ("kafka.signal_topic", &self.signal_topic),
             ("kafka.estimate_topic", &self.estimate_topic),
             ("kafka.dead_letter_topic", &self.dead_letter_topic),
         ];
-        if let Some((key, _)) = others.iter().find(|(_, o)| o.as_str() == t) {
-            return Err(invalid("kafka.model_topic", format!("`{t}` is also {key}; the model needs a topic of its own")));
+        if let Some((other, _)) = others.iter().find(|(_, o)| o.as_str() == t) {
+            return Err(invalid(key, format!("`{t}` is also {other}; {what} needs a topic of its own")));
         }
         if self.input_topics.iter().any(|i| i == t) {
-            return Err(invalid(
-                "kafka.model_topic",
-                format!("`{t}` is also one of kafka.input_topics; the model needs a topic of its own"),
-            ));
+            return Err(invalid(key, format!("`{t}` is also one of kafka.input_topics; {what} needs a topic of its own")));
         }
         Ok(())
     }
@@ -574,6 +590,8 @@ mod tests {
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[kafka]\nmodel_topic = \"my model\"", "kafka.model_topic"),
             ("[kafka]\nmodel_topic = \"floodgate.signals\"", "kafka.model_topic"),
+            ("[kafka]\ndemand_topic = \"floodgate.events\"", "kafka.demand_topic"),
+            ("[kafka]\ndemand_topic = \"floodgate.model\"", "kafka.demand_topic"),
             ("[kafka]\nmodel_topic = \"floodgate.events\"", "kafka.model_topic"),
             ("[kafka]\nmodel_publish_interval = \"0s\"", "kafka.model_publish_interval"),
         ];

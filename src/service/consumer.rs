@@ -183,7 +183,7 @@ impl Ctx {
         let shared = Arc::new(PartitionShared::new(a.at.topic.clone(), a.at.partition, a.start.start, a.start.committed, a.high));
         let (tx, rx) = mpsc::channel(CHANNEL);
         let mut engine = match Engine::new(&*self.cfg) {
-            Ok(e) => e.with_estimates(self.estimate_topic.is_some()),
+            Ok(e) => e.with_estimates(self.estimate_topic.is_some()).with_shared_plans(self.demand_topic.is_some()),
             Err(e) => {
                 tracing::error!(error = %e, "engine configuration");
                 return;
@@ -210,6 +210,7 @@ impl Ctx {
             reseek_tx: lock(&self.reseek_tx).clone(),
             recycle_tx: self.recycle_tx.clone(),
             model_board: self.model_board.clone(),
+            demand_topic: self.demand_topic.clone(),
         };
         let last_committed = a.start.committed;
         let task = PartitionTask::new(wiring, shared.clone(), engine, a.start);

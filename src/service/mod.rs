@@ -105,6 +105,7 @@
 mod batch;
 mod consumer;
 mod dead_letter;
+pub mod demand;
 pub mod model;
 mod outbox;
 mod partition;
@@ -123,6 +124,7 @@ use self::batch::BATCH_POOL;
 pub use self::batch::{Batch, MAX_BATCH, MAX_BATCH_BYTES};
 use self::consumer::{consumer_loop, Handle};
 pub use self::dead_letter::scrub_detail;
+use self::demand::PlanBoard;
 use self::model::{ModelBoard, ModelPublisher};
 use crate::config::Config;
 use crate::engine::model_file::LearnedModel;
@@ -234,6 +236,12 @@ struct Ctx {
     /// Where partition tasks leave their learned models for publication
     /// (`None`: `kafka.model_topic` is off).
     model_board: Option<Arc<ModelBoard>>,
+    /// `kafka.demand_topic`, if set: partition engines publish their demand
+    /// there instead of planning ([`demand`]).
+    demand_topic: Option<Arc<str>>,
+    /// The plans of the targets this instance owns, from the planner task
+    /// (`None`: demand sharing is off).
+    plan_board: Option<Arc<PlanBoard>>,
 }
 
 /// Locks `m`, recovering the data of a poisoned lock (every writer leaves
@@ -301,6 +309,14 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
             }
         }
     }
+    if !k.demand_topic.is_empty() {
+        let topic = k.demand_topic.as_str();
+        if !k.create_topics {
+            tracing::info!(topic, "kafka.create_topics = false: the demand topic must exist, compacted (cleanup.policy=compact)");
+        } else if let Err(e) = ensure_topic_with(k, topic, 1, &[("cleanup.policy", "compact")]).await {
+            tracing::warn!(topic, error = %e, "could not create the demand topic (create it yourself, with cleanup.policy=compact)");
+        }
+    }
     let model = Arc::new(model);
     let model_board = (!k.model_topic.is_empty()).then(|| Arc::new(ModelBoard::default()));
     let publisher = model_board
@@ -325,6 +341,8 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         shutting_down: AtomicBool::new(false),
         model,
         model_board,
+        demand_topic: (!k.demand_topic.is_empty()).then(|| Arc::from(k.demand_topic.as_str())),
+        plan_board: (!k.demand_topic.is_empty()).then(|| Arc::new(PlanBoard::default())),
     });
     let consumer = group_consumer(k, ctx.clone())?;
     let topics: Vec<&str> = k.input_topics.iter().map(String::as_str).collect();
@@ -344,6 +362,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
         .map_err(ServiceError::ConsumerThread)?;
 
     let agg = tokio::spawn(status::aggregate(ctx.clone(), status.clone(), shutdown.resubscribe()));
+    let planner = ctx.plan_board.clone().map(|board| tokio::spawn(demand::run_planner(ctx.clone(), board, shutdown.resubscribe())));
     let periodic = publisher.as_ref().map(|p| {
         let every = Duration::from_millis(k.model_publish_interval.ms().max(1) as u64);
         tokio::spawn(p.clone().run_periodic(every, shutdown.resubscribe()))
@@ -368,6 +387,9 @@ pub async fn run(cfg: Arc<Config>, shutdown: Shutdown) -> Result<(), ServiceErro
     }
     outbox.flush(Duration::from_secs(2));
     agg.abort();
+    if let Some(p) = planner {
+        p.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     if let Some(reason) = fatal.reason() {
         return Err(ServiceError::Fatal(reason));

@@ -322,6 +322,9 @@ pub(super) struct TaskWiring {
     /// Where the task leaves its engine's learned model for publication
     /// (`None`: `kafka.model_topic` is off).
     pub(super) model_board: Option<Arc<ModelBoard>>,
+    /// `kafka.demand_topic`, if set: the engine shares its demand there
+    /// instead of planning.
+    pub(super) demand_topic: Option<Arc<str>>,
 }
 
 /// One partition's task (see the module docs).
@@ -487,6 +490,7 @@ impl PartitionTask {
         }
         self.shared.position.store(self.applied_next, Ordering::SeqCst);
         self.update_commit();
+        self.share_demand();
         self.counts.flush(&self.w.metrics);
         let now = Instant::now();
         self.last_msg = now;
@@ -777,6 +781,7 @@ impl PartitionTask {
                     self.emit(guard, false).await;
                 }
                 self.update_commit();
+                self.share_demand();
             }
         }
         if let Phase::Live(base) = &mut self.phase {
@@ -807,6 +812,19 @@ impl PartitionTask {
         }
         self.model_stored = Instant::now();
         board.store(&self.shared.topic, self.shared.partition, self.engine.learned_model());
+    }
+
+    /// Publishes the demand shares the engine exported (demand sharing on,
+    /// see [`super::demand`]); a rebuild's are dropped (the first live bin
+    /// step shares the whole state again).
+    fn share_demand(&mut self) {
+        let shares = self.engine.take_shares();
+        let Some(topic) = &self.w.demand_topic else { return };
+        if shares.is_empty() || !self.is_live() {
+            return;
+        }
+        let source = format!("{}/{}", self.shared.topic, self.shared.partition);
+        super::demand::publish_shares(&self.w.outbox, topic, &source, shares, &self.w.metrics);
     }
 
     /// Publishes the engine's state for the aggregator.

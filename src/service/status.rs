@@ -92,8 +92,11 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
             ctx.metrics.watermark.set(w as f64 / 1000.0);
         }
         let refs: Vec<&[TargetView]> = targets.iter().map(Vec::as_slice).collect();
-        let summed = sum_targets(cfg, &refs);
-        ctx.metrics.set_targets(cfg, &summed);
+        let plans = match &ctx.plan_board {
+            Some(board) => lock(board).clone(),
+            None => sum_targets(cfg, &refs),
+        };
+        ctx.metrics.set_targets(cfg, &plans);
         let waves = best_direct_waves(&refs);
         let mut audiences = best_audiences(&refs);
         ctx.metrics.set_direct_waves(&waves);
@@ -109,12 +112,12 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
         for t in targets.iter().flatten() {
             *clicks.entry(&t.target).or_default() += t.clicks;
         }
-        let target_views = summed
+        let target_views = plans
             .iter()
-            .map(|(name, rps)| TargetView {
+            .map(|(name, plan)| TargetView {
                 target: name.clone(),
-                desired_replicas: crate::engine::planner::replicas_for(&cfg.planner_for(name), *rps),
-                forecast_rps: *rps,
+                desired_replicas: plan.desired_replicas,
+                forecast_rps: plan.forecast_rps,
                 clicks: clicks.get(name.as_str()).copied().unwrap_or(0),
                 direct_wave: waves.get(name).cloned(),
                 generation_interval: intervals.get(name).cloned(),

@@ -4,11 +4,13 @@
 //! Counters are incremented by the partition tasks for events at or after the
 //! committed offset only (the rebuild prefix was counted by whoever processed
 //! it first). Gauges that describe engine state (`campaigns_*`, `target_*`,
-//! `campaign_*`) are recomputed from the partition snapshots once a second:
-//! `floodgate_target_forecast_rps{target}` is the sum over this instance's
-//! partition engines and `floodgate_target_desired_replicas{target}` is
-//! `planner::replicas_for(planner_for(target), that sum)`. Across instances,
-//! `sum by (target)` in Prometheus is the authoritative number.
+//! `campaign_*`) are recomputed from the partition snapshots once a second.
+//! `floodgate_target_desired_replicas{target}` and
+//! `floodgate_target_forecast_rps{target}` are the plan of the target made
+//! from every engine's demand, exported only by the instance that owns the
+//! target (`kafka.demand_topic`, see `service::demand`); with demand sharing
+//! off, they are this instance's partition engines' forecasts summed and
+//! `planner::replicas_for(planner_for(target), that sum)`.
 //!
 //! Every series the rules and dashboards select exists from the first scrape:
 //! counters whose label values are known (event types, reject reasons, signal
@@ -106,6 +108,13 @@ pub struct Metrics {
     /// `floodgate_model_targets_loaded`: targets read from the model topic
     /// at start (loaded into every partition engine).
     pub model_targets_loaded: IntGauge,
+    /// `floodgate_demand_records_rejected_total`: demand-topic records
+    /// skipped (not a demand share of a known format; logged with partition
+    /// and offset).
+    pub demand_rejected: IntCounter,
+    /// `floodgate_demand_publish_errors_total`: demand shares the producer
+    /// refused (the next bin step's share replaces a lost one).
+    pub demand_publish_errors: IntCounter,
     top_campaigns: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
     targets_seen: std::sync::Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
@@ -338,6 +347,16 @@ impl Metrics {
                 &r,
                 IntGauge::new("floodgate_model_targets_loaded", "Targets read from the model topic at start.").expect("valid metric"),
             ),
+            demand_rejected: reg(
+                &r,
+                IntCounter::new("floodgate_demand_records_rejected_total", "Demand-topic records skipped (not a demand share; logged with partition and offset).")
+                    .expect("valid metric"),
+            ),
+            demand_publish_errors: reg(
+                &r,
+                IntCounter::new("floodgate_demand_publish_errors_total", "Demand shares the producer refused (the next bin step's replaces a lost one).")
+                    .expect("valid metric"),
+            ),
             registry: r,
             top_campaigns: Default::default(),
             targets_seen: Default::default(),
@@ -351,17 +370,18 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Sets the per-target gauges from the partition engines' target views
-    /// (see [`sum_targets`], which includes every configured target):
-    /// forecast requests/s summed over partitions, replicas from the summed
-    /// forecast with the target's planner configuration, the planner's
-    /// `max_replicas`; the target's click counter is created at 0.
-    pub fn set_targets(&self, cfg: &Config, targets: &BTreeMap<String, f64>) {
+    /// Sets the per-target gauges to the plans this instance exports (the
+    /// targets it owns, from the demand topic; or, with demand sharing off,
+    /// [`sum_targets`] of its partition engines): desired replicas, the
+    /// forecast requests/s planned for, the planner's `max_replicas`; the
+    /// target's click counter is created at 0. Targets no longer in
+    /// `targets` lose their gauges.
+    pub fn set_targets(&self, cfg: &Config, targets: &BTreeMap<String, TargetPlan>) {
         let mut seen = self.targets_seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, rps) in targets {
+        for (name, plan) in targets {
             let planner = cfg.planner_for(name);
-            self.forecast_rps.with_label_values(&[name]).set(*rps);
-            self.desired_replicas.with_label_values(&[name]).set(i64::from(replicas_for(&planner, *rps)));
+            self.forecast_rps.with_label_values(&[name]).set(plan.forecast_rps);
+            self.desired_replicas.with_label_values(&[name]).set(i64::from(plan.desired_replicas));
             self.max_replicas.with_label_values(&[name]).set(i64::from(planner.max_replicas));
             self.target_clicks.with_label_values(&[name]);
             seen.insert(name.clone());
@@ -507,11 +527,21 @@ pub fn best_audiences(per_partition: &[&[TargetView]]) -> BTreeMap<String, Vec<A
     out
 }
 
-/// Sums target forecasts over partition engines (the baseline of a target is
-/// counted once, not once per partition). Every target configured under
-/// `[targets.<name>]` is included, at its baseline when no partition engine
-/// plans it.
-pub fn sum_targets(cfg: &Config, per_partition: &[&[TargetView]]) -> BTreeMap<String, f64> {
+/// The plan of a target this instance exports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TargetPlan {
+    /// Replicas it should run.
+    pub desired_replicas: u32,
+    /// The forecast request rate the plan was made for (baseline included).
+    pub forecast_rps: f64,
+}
+
+/// With demand sharing off: sums target forecasts over partition engines
+/// (the baseline of a target is counted once, not once per partition) and
+/// turns each sum into replicas with the target's planner configuration.
+/// Every target configured under `[targets.<name>]` is included, at its
+/// baseline when no partition engine plans it.
+pub fn sum_targets(cfg: &Config, per_partition: &[&[TargetView]]) -> BTreeMap<String, TargetPlan> {
     let mut out: BTreeMap<String, f64> = cfg.targets.keys().map(|name| (name.clone(), 0.0)).collect();
     for views in per_partition {
         for t in views.iter() {
@@ -519,10 +549,13 @@ pub fn sum_targets(cfg: &Config, per_partition: &[&[TargetView]]) -> BTreeMap<St
             *out.entry(t.target.clone()).or_default() += (t.forecast_rps - baseline).max(0.0);
         }
     }
-    for (name, rps) in out.iter_mut() {
-        *rps += cfg.planner_for(name).baseline_rps;
-    }
-    out
+    out.into_iter()
+        .map(|(name, rps)| {
+            let planner = cfg.planner_for(&name);
+            let forecast_rps = rps + planner.baseline_rps;
+            (name, TargetPlan { desired_replicas: replicas_for(&planner, forecast_rps), forecast_rps })
+        })
+        .collect()
 }
 
 #[cfg(test)]

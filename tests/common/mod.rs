@@ -3,6 +3,8 @@
 //! when it is not there.
 #![allow(dead_code)]
 
+pub mod prometheus;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -153,6 +155,9 @@ impl Service {
             // model, and the default topic would carry models between tests.
             // (tests/kafka_service.rs also passed with `{prefix}.model` here.)
             .env("FLOODGATE_KAFKA__MODEL_TOPIC", "")
+            // Instances of one test share their demand (each test its own
+            // topic: the default one would mix targets of earlier tests).
+            .env("FLOODGATE_KAFKA__DEMAND_TOPIC", format!("{}.demand", o.prefix))
             .env("RUST_LOG", &o.log_level)
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());

@@ -137,7 +137,7 @@ pub struct Episode {
 }
 
 /// Why a replica count changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleReason {
     /// A send was applied: planned from recipients × click-through.

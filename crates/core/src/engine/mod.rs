@@ -46,6 +46,7 @@ pub mod planner;
 pub mod predictive;
 pub mod r_prior;
 pub mod renewal;
+pub mod shared_plan;
 pub mod window;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -71,7 +72,7 @@ use generation_learner::GenerationLearner;
 use known::Known;
 use lineage::ForwardModel;
 use model_file::{LearnedModel, ModelError, TargetModel};
-use planner::{DemandRecord, PlanTiming, TargetPlanner};
+use planner::{DemandRecord, DemandShare, PlanTiming, TargetPlanner};
 use r_prior::RPriorLearner;
 use renewal::Prior;
 use window::bin_of;
@@ -415,6 +416,11 @@ pub struct Engine {
     /// taken by [`Engine::target_slot`] when the target first appears, and
     /// written back as it is by [`Engine::learned_model`] otherwise.
     loaded: BTreeMap<String, TargetModel>,
+    /// Targets are planned elsewhere: instead of planning, each plan's
+    /// input is exported as a [`DemandShare`] ([`Engine::with_shared_plans`]).
+    shared_plans: bool,
+    /// The shares exported and not yet taken ([`Engine::take_shares`]).
+    shares: Vec<DemandShare>,
 }
 
 /// Why an engine could not be built from a configuration.
@@ -499,6 +505,8 @@ impl Engine {
             forgotten: HashSet::with_hasher(foldhash::fast::FixedState::with_seed(3)),
             forgotten_order: VecDeque::new(),
             loaded: BTreeMap::new(),
+            shared_plans: false,
+            shares: Vec::new(),
             cfg,
         })
     }
@@ -507,6 +515,24 @@ impl Engine {
     pub fn with_estimates(mut self, on: bool) -> Self {
         self.emit_estimates = on;
         self
+    }
+
+    /// Targets are planned elsewhere, from the demand of several engines
+    /// (`floodgate run` with `kafka.demand_topic`): at each bin step and
+    /// send, instead of planning (and emitting `scale_ahead`), the engine
+    /// exports what its target's plan would be made from, a [`DemandShare`]
+    /// per target it planned (every target it knows at a bin step, as it
+    /// would plan them all; a send's target), for [`Engine::take_shares`]. A [`shared_plan::SharedPlans`] fed the
+    /// shares of every engine plans each target as one engine would.
+    pub fn with_shared_plans(mut self, on: bool) -> Self {
+        self.shared_plans = on;
+        self
+    }
+
+    /// The demand shares exported since the last call (see
+    /// [`Engine::with_shared_plans`]), in the order they were made.
+    pub fn take_shares(&mut self) -> Vec<DemandShare> {
+        std::mem::take(&mut self.shares)
     }
 
     /// The configuration.
@@ -1159,8 +1185,8 @@ impl Engine {
                     clicks = n;
                 }
             }
-            t.planner.observe(clicks);
-            t.planner.plan(time_ms, ScaleReason::Forecast, out);
+            t.planner.observe(b * self.bin_ms, clicks);
+            plan_or_share(t, self.shared_plans, &mut self.shares, time_ms, ScaleReason::Forecast, out);
         }
     }
 
@@ -1436,7 +1462,7 @@ impl Engine {
         // The send itself (at `ts_ms`) and those before it.
         let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1, Some(t));
         self.record_demand(slot, t, d, ts_ms, (last_bin + 1) * self.bin_ms);
-        self.targets[t as usize].planner.plan(ts_ms, ScaleReason::Send, out);
+        plan_or_share(&mut self.targets[t as usize], self.shared_plans, &mut self.shares, ts_ms, ScaleReason::Send, out);
     }
 
     /// Stores a campaign's new demand and gives its target's planner the
@@ -1469,6 +1495,16 @@ impl Engine {
     /// Clickers not followed because of the per-campaign limit, over live campaigns.
     pub fn shed_clickers(&self) -> u64 {
         self.campaigns.iter().flatten().map(|c| c.lineage.shed()).sum()
+    }
+}
+
+/// Plans target `t` at `time_ms` — or, if targets are planned elsewhere
+/// (`shared`), exports its plan's input to `shares` instead.
+fn plan_or_share(t: &mut Target, shared: bool, shares: &mut Vec<DemandShare>, time_ms: i64, reason: ScaleReason, out: &mut Vec<Signal>) {
+    if shared {
+        shares.push(t.planner.share(time_ms, reason));
+    } else {
+        t.planner.plan(time_ms, reason, out);
     }
 }
 

@@ -164,28 +164,44 @@ pub struct DemandRecord {
     pub path_rps: Vec<f64>,
 }
 
-/// The latest demand of one campaign of the target.
-#[derive(Clone, Debug)]
-struct Member {
-    /// The campaign.
-    campaign: Arc<str>,
-    /// Its forecast peak requests/s.
-    forecast_rps: f64,
-    /// Posterior mean of its R, if estimated.
-    r_mean: Option<f64>,
-    /// Event time at which the bin of `path_rps[0]` starts.
-    path_start_ms: i64,
-    /// Its forecast requests/s per bin.
-    path_rps: Vec<f64>,
-}
-
-impl Member {
+impl DemandRecord {
     /// Its forecast requests/s in the bin starting at `bin_start_ms` (0
     /// outside its path).
     fn rps_at(&self, bin_start_ms: i64, bin_ms: i64) -> f64 {
         let i = (bin_start_ms - self.path_start_ms).div_euclid(bin_ms);
         usize::try_from(i).ok().and_then(|i| self.path_rps.get(i)).copied().unwrap_or(0.0)
     }
+}
+
+/// The clicks of one final bin of a target (for the reactive floor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedBin {
+    /// Event time (ms) at which the bin starts.
+    pub bin_start_ms: i64,
+    /// The target's clicks in it.
+    pub clicks: u64,
+}
+
+/// Everything one engine knows about the demand on one target at one
+/// moment: what a [`TargetPlanner`] plans from. A planner elsewhere (in
+/// another process) that holds the latest share of every engine plans the
+/// target as one engine holding all its campaigns would
+/// ([`crate::engine::shared_plan`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DemandShare {
+    /// Target service.
+    pub target: Arc<str>,
+    /// Event time (ms) of the plan it was made for: the end of a bin step,
+    /// or a send.
+    pub time_ms: i64,
+    /// Why it was made: a send (plans at once) or a bin's forecasts.
+    pub reason: ScaleReason,
+    /// The clicks of the engine's latest final bins of the target (at most
+    /// [`FLOOR_BINS`], oldest first).
+    pub observed: Vec<ObservedBin>,
+    /// The latest demand of each of the engine's campaigns of the target
+    /// (all of them: a campaign missing from a later share is gone).
+    pub campaigns: Vec<DemandRecord>,
 }
 
 /// When a target's decisions take effect, besides its own `startup`: what
@@ -220,10 +236,10 @@ pub struct TargetPlanner {
     name: Arc<str>,
     /// Its stabilised replica count.
     planner: Planner,
-    /// Its campaigns, in the order they first named the target (the sum of
-    /// their demands is taken in this order, so it does not depend on where
-    /// the records came from).
-    members: Vec<Member>,
+    /// The latest demand record of each of its campaigns, in the order they
+    /// first named the target (the sum of their demands is taken in this
+    /// order, so it does not depend on where the records came from).
+    members: Vec<DemandRecord>,
     /// Index of each campaign in `members`.
     position: HashMap<Arc<str>, usize, foldhash::fast::FixedState>,
     /// Forecast requests/s of the last plan (baseline included): the
@@ -233,9 +249,13 @@ pub struct TargetPlanner {
     timing: PlanTiming,
     /// `z` of `planner.quantile` (standard normal quantile).
     z: f64,
-    /// Request rate (requests/s, baseline not included) of the target's
-    /// latest final bins, newest last, at most [`FLOOR_BINS`].
-    observed_rps: VecDeque<f64>,
+    /// The target's clicks in its latest final bins, newest last, at most
+    /// [`FLOOR_BINS`]: the reactive floor's input.
+    observed: VecDeque<ObservedBin>,
+    /// The window of the last decision.
+    last_window: PlanWindow,
+    /// The reactive floor of the last decision.
+    last_floor: u32,
 }
 
 impl TargetPlanner {
@@ -250,7 +270,9 @@ impl TargetPlanner {
             forecast_rps: 0.0,
             timing,
             z,
-            observed_rps: VecDeque::with_capacity(FLOOR_BINS + 1),
+            observed: VecDeque::with_capacity(FLOOR_BINS + 1),
+            last_window: PlanWindow { from_ms: 0, until_ms: 0 },
+            last_floor: 0,
         }
     }
 
@@ -278,20 +300,53 @@ impl TargetPlanner {
         PlanWindow { from_ms: acted_ms, until_ms: next_bin_end_ms + delay + self.config().startup.ms() }
     }
 
-    /// The target's clicks in a bin that just became final: its observed
-    /// request rate, for the reactive floor.
-    pub fn observe(&mut self, clicks: u64) {
-        let bin_s = self.timing.bin_ms as f64 / 1000.0;
-        if self.observed_rps.len() == FLOOR_BINS {
-            self.observed_rps.pop_front();
+    /// The target's `clicks` in the bin starting at `bin_start_ms`, which
+    /// just became final: its observed request rate, for the reactive floor.
+    pub fn observe(&mut self, bin_start_ms: i64, clicks: u64) {
+        if self.observed.len() == FLOOR_BINS {
+            self.observed.pop_front();
         }
-        self.observed_rps.push_back(clicks as f64 * self.config().requests_per_click / bin_s);
+        self.observed.push_back(ObservedBin { bin_start_ms, clicks });
+    }
+
+    /// Replaces what the floor has observed with `bins` (oldest first; only
+    /// the last [`FLOOR_BINS`] count): a planner fed by shares of other
+    /// engines, which sums their bins.
+    pub fn set_observed(&mut self, bins: impl IntoIterator<Item = ObservedBin>) {
+        self.observed.clear();
+        for b in bins {
+            self.observe(b.bin_start_ms, b.clicks);
+        }
     }
 
     /// Replicas the observed request rate needs now (the reactive floor).
     pub fn floor_replicas(&self) -> u32 {
-        let observed = self.observed_rps.iter().copied().fold(0.0, f64::max);
+        let bin_s = self.timing.bin_ms as f64 / 1000.0;
+        let clicks = self.observed.iter().map(|b| b.clicks).max().unwrap_or(0);
+        let observed = clicks as f64 * self.config().requests_per_click / bin_s;
         replicas_for(self.config(), observed + self.config().baseline_rps)
+    }
+
+    /// What this planner plans from at `time_ms`, for a planner elsewhere
+    /// (see [`DemandShare`]).
+    pub fn share(&self, time_ms: i64, reason: ScaleReason) -> DemandShare {
+        DemandShare {
+            target: self.name.clone(),
+            time_ms,
+            reason,
+            observed: self.observed.iter().copied().collect(),
+            campaigns: self.members.clone(),
+        }
+    }
+
+    /// Whether it plans for no campaign.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Its campaigns' names, in the order they first named the target.
+    pub fn campaigns(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.members.iter().map(|m| &m.campaign)
     }
 
     /// The highest demand (requests/s, baseline included) at the planner's
@@ -337,22 +392,10 @@ impl TargetPlanner {
     /// member of the target.
     pub fn record(&mut self, r: DemandRecord) {
         match self.position.get(&*r.campaign) {
-            Some(&i) => {
-                let m = &mut self.members[i];
-                m.forecast_rps = r.forecast_rps;
-                m.r_mean = r.r_mean;
-                m.path_start_ms = r.path_start_ms;
-                m.path_rps = r.path_rps;
-            }
+            Some(&i) => self.members[i] = r,
             None => {
                 self.position.insert(r.campaign.clone(), self.members.len());
-                self.members.push(Member {
-                    campaign: r.campaign,
-                    forecast_rps: r.forecast_rps,
-                    r_mean: r.r_mean,
-                    path_start_ms: r.path_start_ms,
-                    path_rps: r.path_rps,
-                });
+                self.members.push(r);
             }
         }
     }
@@ -368,16 +411,12 @@ impl TargetPlanner {
     }
 
     /// Plans at event time `time_ms` from the campaigns' latest demand and
-    /// the reactive floor (see the module documentation). A forecast step emits `scale_ahead` only when the applied replica count
-    /// changes; a send always emits one (the plan made at send time, before
-    /// the first click), even if the count stays.
+    /// the reactive floor (see the module documentation). A forecast step
+    /// emits `scale_ahead` only when the applied replica count changes; a
+    /// send always emits one (the plan made at send time, before the first
+    /// click), even if the count stays.
     pub fn plan(&mut self, time_ms: i64, reason: ScaleReason, out: &mut Vec<Signal>) {
-        let window = self.window(time_ms, reason);
-        let rps = self.window_demand_rps(window);
-        self.forecast_rps = rps;
-        let floor = self.floor_replicas();
-        let want = replicas_for(self.config(), rps).max(floor);
-        let change = match (self.planner.plan_replicas(time_ms, want), reason) {
+        let change = match (self.decide(time_ms, reason), reason) {
             (Some(change), _) => change,
             (None, ScaleReason::Send) => {
                 let n = self.planner.current();
@@ -385,6 +424,24 @@ impl TargetPlanner {
             }
             (None, ScaleReason::Forecast) => return,
         };
+        self.announce(time_ms, reason, change, out);
+    }
+
+    /// The decision of [`TargetPlanner::plan`] without its signal: the
+    /// change of the applied count, if it moves.
+    pub fn decide(&mut self, time_ms: i64, reason: ScaleReason) -> Option<Change> {
+        let window = self.window(time_ms, reason);
+        let rps = self.window_demand_rps(window);
+        self.forecast_rps = rps;
+        self.last_window = window;
+        self.last_floor = self.floor_replicas();
+        let want = replicas_for(self.config(), rps).max(self.last_floor);
+        self.planner.plan_replicas(time_ms, want)
+    }
+
+    /// Appends the `scale_ahead` of `change`, decided by the last
+    /// [`TargetPlanner::decide`] at `time_ms`, with what it was decided from.
+    pub fn announce(&self, time_ms: i64, reason: ScaleReason, change: Change, out: &mut Vec<Signal>) {
         let mut campaigns: Vec<CampaignDemand> = self
             .members
             .iter()
@@ -398,12 +455,23 @@ impl TargetPlanner {
             time_ms,
             desired_replicas: change.desired,
             previous_replicas: change.previous,
-            forecast_rps: rps,
-            horizon_s: (window.until_ms - time_ms) as f64 / 1000.0,
-            floor_replicas: floor,
+            forecast_rps: self.forecast_rps,
+            horizon_s: (self.last_window.until_ms - time_ms) as f64 / 1000.0,
+            floor_replicas: self.last_floor,
             reason,
             campaigns,
         }));
+    }
+
+    /// The stabilisation state (the applied count and the cooldown's recent
+    /// counts), to take decisions back with [`TargetPlanner::restore`].
+    pub fn checkpoint(&self) -> Planner {
+        self.planner.clone()
+    }
+
+    /// Returns to a [`TargetPlanner::checkpoint`].
+    pub fn restore(&mut self, p: Planner) {
+        self.planner = p;
     }
 }
 
@@ -580,16 +648,16 @@ mod tests {
         t.record(record("c", 0, vec![0.0; 30]));
         t.remove("c");
         // 600 clicks in the last minute = 100 rps × 1.25 / 50 → 3 replicas.
-        t.observe(600);
+        t.observe(0, 600);
         t.plan(60_000, ScaleReason::Forecast, &mut out);
         assert_eq!(desired(&out), Some(3));
         assert_eq!(t.floor_replicas(), 3);
         // The highest of the last FLOOR_BINS bins counts: two quiet bins keep it.
-        for _ in 1..FLOOR_BINS {
-            t.observe(0);
+        for k in 1..FLOOR_BINS {
+            t.observe(k as i64 * 60_000, 0);
             assert_eq!(t.floor_replicas(), 3);
         }
-        t.observe(0);
+        t.observe(FLOOR_BINS as i64 * 60_000, 0);
         assert_eq!(t.floor_replicas(), 2, "back to min_replicas once the busy bin is out of the floor's bins");
     }
 }

@@ -109,7 +109,7 @@ pub const SIZE_CLASSES: usize = 6;
 
 /// The size class of a forecast with mean `mean` (see [`SIZE_CLASSES`]).
 pub fn size_class(mean: f64) -> usize {
-    if !(mean >= 1.0) {
+    if mean.is_nan() || mean < 1.0 {
         return 0;
     }
     ((mean.log10().floor() as i64 + 1).clamp(1, SIZE_CLASSES as i64 - 1)) as usize
@@ -212,7 +212,7 @@ impl ErrorLearner {
     /// `mean` and model variance `variance` (without model error) came out
     /// at `y` clicks: counted at the end of the bin step.
     pub fn observe(&mut self, k: usize, mean: f64, variance: f64, y: u64) {
-        if !(mean > 0.0) {
+        if mean.is_nan() || mean <= 0.0 {
             return;
         }
         let c = size_class(mean);

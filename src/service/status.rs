@@ -101,6 +101,7 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
         let mut audiences = best_audiences(&refs);
         ctx.metrics.set_direct_waves(&waves);
         let intervals = best_generation_intervals(&refs);
+        let mut errors = crate::sink::metrics::best_forecast_errors(&refs);
         ctx.metrics.set_generation_intervals(&intervals);
         rank_campaigns(&mut all_top);
         all_top.truncate(cfg.output.top_k as usize);
@@ -122,6 +123,7 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
                 direct_wave: waves.get(name).cloned(),
                 generation_interval: intervals.get(name).cloned(),
                 audiences: audiences.remove(name).unwrap_or_default(),
+                forecast_error: errors.remove(name),
             })
             .collect();
         *lock(&status.api) = ApiView { ready, campaigns: all_top, targets: target_views, partitions: parts };

@@ -485,6 +485,12 @@ pub fn best_generation_intervals(per_partition: &[&[TargetView]]) -> BTreeMap<St
     best_learned(per_partition, |t| t.generation_interval.as_ref(), |g| g.delays)
 }
 
+/// Per target, the learned model error of the partition engine that
+/// realized the most forecasts.
+pub fn best_forecast_errors(per_partition: &[&[TargetView]]) -> BTreeMap<String, Vec<crate::engine::forecast_error::ErrorAtHorizon>> {
+    best_learned(per_partition, |t| t.forecast_error.as_ref(), |e| e.iter().flat_map(|h| h.forecasts).map(|n| n as f64).sum())
+}
+
 /// Per target, the learned value `get` of the partition engine whose value
 /// rests on the most data (`weight`).
 fn best_learned<V: Clone>(
@@ -647,6 +653,7 @@ mod tests {
             direct_wave: None,
             generation_interval: None,
             audiences: Vec::new(),
+            forecast_error: None,
         }];
         let summed = sum_targets(&cfg, &[&views]);
         m.set_targets(&cfg, &summed);
@@ -683,6 +690,7 @@ mod tests {
             direct_wave: Some(w),
             generation_interval: Some(g),
             audiences: Vec::new(),
+            forecast_error: None,
         };
         // Partition a learned its interval from more delays, b its wave from more clicks.
         let (a, b) = ([view(wave(600.0, 10.0), interval(1500.0, 900.0))], [view(wave(1200.0, 5000.0), interval(300.0, 20.0))]);

@@ -309,6 +309,12 @@ pub struct ForecastConfig {
     /// Weight of the configured response curve against the learned delays,
     /// in direct clicks. Default 50.
     pub learn_weight: f64,
+    /// Learn each target's model error from how its campaigns' past
+    /// predictive forecasts turned out, and widen the intervals of the
+    /// estimates' forecasts by it (`engine/forecast_error.rs`; the means and
+    /// the planner are unaffected). `false`: the intervals hold only the
+    /// uncertainty within the model. Default true.
+    pub learn_error: bool,
 }
 
 impl Default for ForecastConfig {
@@ -321,6 +327,7 @@ impl Default for ForecastConfig {
             r_quantile: 0.75,
             learn: true,
             learn_weight: 50.0,
+            learn_error: true,
         }
     }
 }

@@ -13,6 +13,7 @@ use super::dedup::Dedup;
 use super::detector::Detector;
 use super::direct_wave::CampaignDelays;
 use super::forecast::{Demand, SendRecord};
+use super::forecast_error::PendingForecasts;
 use super::gamma::Gamma;
 use super::lineage::Lineage;
 use super::window::{BinCounts, Bins};
@@ -95,6 +96,10 @@ pub(crate) struct Campaign {
     /// The earliest bin of a send naming an audience (`i64::MAX`: none yet);
     /// see [`Campaign::audience_at`].
     pub audience_since_bin: i64,
+    /// Its predictive forecasts whose horizon has not passed, for its
+    /// target's learned model error (`forecast_error.rs`; boxed, made at the
+    /// first one: only with estimates and `forecast.learn_error`).
+    pub forecasts: Option<Box<PendingForecasts>>,
 }
 
 /// At most this many sends are remembered per campaign (the most recent).
@@ -125,6 +130,7 @@ impl Campaign {
             delays: None,
             audience: None,
             audience_since_bin: i64::MAX,
+            forecasts: None,
         }
     }
 

@@ -22,6 +22,7 @@
 //! planner's time-phased plan reads the bins it has to be ready for) and
 //! returns its peak (shown per campaign in views and signals).
 
+use super::forecast_error::ModelError;
 use super::gamma::Gamma;
 use super::predictive::CountForecast;
 
@@ -268,6 +269,9 @@ pub struct ForecastPath {
     pub remaining_direct: f64,
     /// Highest expected click rate on the mean path, clicks/s.
     pub peak_clicks_per_s: f64,
+    /// The learned model error σ²_h its intervals add (`forecast_error.rs`;
+    /// none: `forecast.learn_error` off).
+    pub model_error: ModelError,
 }
 
 impl ForecastPath {
@@ -291,8 +295,18 @@ impl ForecastPath {
     /// — the noise of the clicks given the parameters plus the parameters'
     /// posterior uncertainty propagated by the delta method (law of total
     /// variance, first order; e.g. Casella & Berger 2002, §5.5.4). R and ĉ
-    /// are taken as independent (they come from different clicks).
+    /// are taken as independent (they come from different clicks). Plus
+    /// the learned model error of that horizon, `σ²_h μ²`
+    /// (`forecast_error.rs`); the mean is unchanged.
     pub fn clicks(&self, bins: usize) -> CountForecast {
+        let f = self.model_clicks(bins);
+        let bins = bins.min(self.steps.len());
+        CountForecast::new(f.mean, f.variance + self.model_error.at(bins, f.mean) * f.mean * f.mean)
+    }
+
+    /// [`ForecastPath::clicks`] without the model error: what the model
+    /// itself says (what the model error is learned against).
+    pub fn model_clicks(&self, bins: usize) -> CountForecast {
         let Some(s) = self.step(bins) else { return CountForecast::default() };
         let var = s.noise_var + (s.d_r * self.r_sd).powi(2) + (s.d_ctr * self.click_through_sd).powi(2);
         CountForecast::new(s.mean, var)

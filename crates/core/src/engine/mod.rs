@@ -35,6 +35,7 @@ pub mod delay_learner;
 pub mod detector;
 pub mod direct_wave;
 pub mod forecast;
+pub mod forecast_error;
 pub mod gamma;
 pub mod generation_interval;
 pub mod generation_learner;
@@ -67,6 +68,7 @@ use dedup::Seen;
 use detector::Transition;
 use direct_wave::{CampaignDelays, DirectWave};
 use forecast::{Demand, ResponseCurve, SendRecord, Spread};
+use forecast_error::{ErrorAtHorizon, ErrorLearner, PendingForecasts, Realized};
 use generation_interval::GenerationInterval;
 use generation_learner::GenerationLearner;
 use known::Known;
@@ -206,6 +208,10 @@ pub struct TargetView {
     /// by audience name (`forecast.learn`; absent when none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<AudienceView>,
+    /// Its learned model error per horizon (`forecast.learn_error`; absent
+    /// when off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast_error: Option<Vec<ErrorAtHorizon>>,
 }
 
 /// A target's learned generation interval (`generation_learner.rs`), as
@@ -297,6 +303,9 @@ struct Target {
     /// Its prior of R, learned from its campaigns' matured lineage cohorts
     /// (`estimator.learn_prior`).
     r_prior: Option<RPriorLearner>,
+    /// The model error of its forecasts, learned from how they turned out
+    /// (`forecast.learn_error`).
+    error: Option<ErrorLearner>,
     /// The direct waves of the audiences its sends named, in order of first
     /// appearance (at most `limits.max_audiences_per_target`; a campaign
     /// refers to one by its slot here).
@@ -421,6 +430,12 @@ pub struct Engine {
     shared_plans: bool,
     /// The shares exported and not yet taken ([`Engine::take_shares`]).
     shares: Vec<DemandShare>,
+    /// The horizons (bins) the model error is learned at.
+    error_horizons: Vec<usize>,
+    /// The model error of campaigns without a target (`forecast.learn_error`).
+    untargeted_error: Option<ErrorLearner>,
+    /// Forecasts realized in the bin being stepped (reused).
+    realized: Vec<Realized>,
 }
 
 /// Why an engine could not be built from a configuration.
@@ -468,7 +483,11 @@ impl Engine {
             curve: ResponseCurve::new(cfg.forecast.response.mean.ms() as f64, cfg.forecast.response.sd.ms() as f64),
             click_through: (cfg.forecast.click_through, cfg.forecast.click_through_weight),
         };
+        let error_horizons = forecast_error::learned_horizons(horizon_bins);
         Ok(Engine {
+            untargeted_error: cfg.forecast.learn_error.then(|| ErrorLearner::new(&error_horizons)),
+            error_horizons,
+            realized: Vec::new(),
             bin_ms,
             model,
             window_bins,
@@ -792,6 +811,7 @@ impl Engine {
                     direct_wave: self.cfg.forecast.learn.then_some(direct_wave),
                     audiences,
                     generation_interval: t.generation.as_ref().map(GenerationLearner::view),
+                    forecast_error: t.error.as_ref().map(|e| e.view(self.bin_ms)),
                 }
             })
             .collect();
@@ -1026,6 +1046,7 @@ impl Engine {
             direct,
             generation: g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.lineage_bins, self.follow_bins)),
             r_prior: self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior)),
+            error: f.learn_error.then(|| ErrorLearner::new(&self.error_horizons)),
             audiences: Vec::new(),
             audience_index: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(3)),
         };
@@ -1152,6 +1173,12 @@ impl Engine {
             if let Some(p) = t.r_prior.as_mut() {
                 p.commit();
             }
+            if let Some(e) = t.error.as_mut() {
+                e.commit();
+            }
+        }
+        if let Some(e) = self.untargeted_error.as_mut() {
+            e.commit();
         }
     }
 
@@ -1230,6 +1257,7 @@ impl Engine {
         self.work = work;
         self.parents = parents;
         self.dedup_ids = self.dedup_ids.saturating_sub(forgotten as u64);
+        self.realize_forecasts(slot, b);
         if self.cfg.forecast.learn {
             self.learn_direct_wave(slot, b);
         }
@@ -1278,6 +1306,29 @@ impl Engine {
             Transition::Subsided(n) => out.push(Signal::ViralSubsided(episode(n, c))),
             Transition::None => {}
         }
+    }
+
+    /// Bin `b` of the campaign in `slot` has closed: its forecasts whose
+    /// horizon ended with it are compared with its clicks, and teach their
+    /// target's model error (`forecast_error.rs`), applied at the end of
+    /// the bin step.
+    fn realize_forecasts(&mut self, slot: u32, b: i64) {
+        let Some(Some(c)) = self.campaigns.get_mut(slot as usize) else { return };
+        let Some(p) = c.forecasts.as_deref_mut() else { return };
+        let clicks = c.bins.get(b).map_or(0, |x| u64::from(x.local) + u64::from(x.imported));
+        let mut realized = std::mem::take(&mut self.realized);
+        realized.clear();
+        p.close_bin(b, clicks, &self.error_horizons, &mut realized);
+        for &(target, k, mean, var, y) in &realized {
+            let learner = match target {
+                Some(t) => self.targets.get_mut(t as usize).and_then(|t| t.error.as_mut()),
+                None => self.untargeted_error.as_mut(),
+            };
+            if let Some(l) = learner {
+                l.observe(k, mean, var, y);
+            }
+        }
+        self.realized = realized;
     }
 
     /// Bin `b` of the campaign in `slot` has closed: its direct clicks join
@@ -1437,13 +1488,27 @@ impl Engine {
         self.known.fill(c, b, if r > 0.0 { gi.len() } else { 0 }, time_ms);
         let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, c.audience_at(b));
         let input = self.known.input(&self.model, gi, time_ms, b, r, click_through);
-        let path = forecast::predictive(&input, curve, spread);
+        let demand_rps = c.demand_rps;
+        let mut path = forecast::predictive(&input, curve, spread);
+        if self.cfg.forecast.learn_error {
+            let learner = match target {
+                Some(t) => self.targets.get(t as usize).and_then(|t| t.error.as_ref()),
+                None => self.untargeted_error.as_ref(),
+            };
+            path.model_error = learner.map(ErrorLearner::model_error).unwrap_or_default();
+            let horizons = &self.error_horizons;
+            let pending = slot_mut(&mut self.campaigns, slot).forecasts.get_or_insert_with(|| Box::new(PendingForecasts::default()));
+            pending.push(b, target, horizons, |k| {
+                let f = path.model_clicks(horizons[k]);
+                (f.mean, f.variance)
+            });
+        }
         let table = path.clicks(self.model.horizon_bins).table();
         let clicks = CountInterval { mean: path.clicks(self.model.horizon_bins).mean, lo: table.quantile(0.05), hi: table.quantile(0.95) };
         // The peak this bin step planned for: `plan_bin` made this campaign's
         // forecast (`Engine::forecast`, from the same known state) just
         // before, so it is not a send's, made when the send arrived.
-        let peak_rps = if target.is_some() { c.demand_rps } else { 0.0 };
+        let peak_rps = if target.is_some() { demand_rps } else { 0.0 };
         Forecast { horizon_s: self.cfg.forecast.horizon.secs_f64(), clicks, peak_rps, path: Arc::new(path) }
     }
 

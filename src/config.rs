@@ -114,9 +114,10 @@ pub struct KafkaConfig {
     /// The compacted topic through which instances plan each target as one:
     /// every partition engine publishes its demand on each target there
     /// (keyed by target and partition), and the instance holding a target's
-    /// home partition plans it from every engine's latest demand (see
-    /// `service::demand`). Empty = off: each partition engine plans the
-    /// campaigns it holds. Default `floodgate.demand`.
+    /// home partition plans it from every engine's latest demand for
+    /// `floodgate_target_desired_replicas` (see `service::demand`). Empty =
+    /// off: the gauges sum this instance's partition engines' forecasts.
+    /// Default `floodgate.demand`.
     pub demand_topic: String,
 }
 

@@ -5,15 +5,17 @@
 //! partition engine ×N (every instance) ──DemandShare per target, each bin step and send──►
 //!     demand topic (compacted; key = target + source partition)
 //!         ──► every instance's planner task: latest share of every source (SharedPlans)
-//!             └─ owner of the target (holds its home partition): plans it, emits its
-//!                `scale_ahead`, exports floodgate_target_desired_replicas{target}
+//!             └─ owner of the target (holds its home partition): plans it and
+//!                exports floodgate_target_desired_replicas{target}
 //! ```
 //!
 //! * **Sources.** A partition engine runs with
 //!   [`Engine::with_shared_plans`](crate::engine::Engine::with_shared_plans):
-//!   instead of planning, it exports a [`DemandShare`] per target at each bin
-//!   step and send — the latest demand record of each of its campaigns of the
-//!   target and the target's clicks in its last final bins. The partition
+//!   besides planning its own campaigns (its `scale_ahead` signals, tied to
+//!   its input offsets and delivered at least once, are what they were), it
+//!   exports a [`DemandShare`] per target at each bin step and send — the
+//!   latest demand record of each of its campaigns of the target and the
+//!   target's clicks in its last final bins. The partition
 //!   task publishes it ([`publish_shares`]) keyed by target and source
 //!   (`<input topic>/<partition>`), so compaction keeps each source's latest
 //!   and a partition that moves to another instance keeps its key. Nothing
@@ -22,9 +24,13 @@
 //! * **The owner.** Each target has a *home partition*: partition
 //!   `fnv1a(target) mod P` of the first input topic (P partitions). The
 //!   consumer group assigns that partition to exactly one instance, which
-//!   therefore owns the target: it alone plans it, emits its `scale_ahead`
-//!   and exports `floodgate_target_desired_replicas{target}` and
-//!   `floodgate_target_forecast_rps{target}`. With one instance it owns every
+//!   therefore owns the target: it alone plans it from every source and
+//!   exports `floodgate_target_desired_replicas{target}` and
+//!   `floodgate_target_forecast_rps{target}` (and `/api/targets`). The
+//!   owner's decisions are not published as signals: unlike a partition's,
+//!   they are not tied to input offsets, so they could not keep the signal
+//!   topic's at-least-once, no-duplicate guarantee through a crash; the
+//!   gauge is recomputed from the shares and is always current. With one instance it owns every
 //!   target. When the home partition moves, the new owner plans from every
 //!   source's latest share at once (it has read them all); the cooldown's
 //!   history starts again.
@@ -67,7 +73,6 @@ use crate::engine::planner::DemandShare;
 use crate::engine::shared_plan::SharedPlans;
 use crate::engine::EngineConfig;
 use crate::shutdown::Shutdown;
-use crate::signal::Signal;
 use crate::sink::kafka::{client_config, OutRecord, Outbox};
 use crate::sink::metrics::{Metrics, TargetPlan};
 
@@ -137,8 +142,8 @@ pub(super) type PlanBoard = Mutex<BTreeMap<String, TargetPlan>>;
 const OWNERSHIP_EVERY: Duration = Duration::from_secs(1);
 
 /// The planner task: reads every share from the demand topic, plans the
-/// targets this instance owns, emits their `scale_ahead` signals and leaves
-/// their plans on `board`, until `shutdown`.
+/// targets this instance owns and leaves their plans on `board`, until
+/// `shutdown`.
 pub(super) async fn run_planner(ctx: Arc<Ctx>, board: Arc<PlanBoard>, mut shutdown: Shutdown) {
     let k = &ctx.cfg.kafka;
     let topic = k.demand_topic.clone();
@@ -160,7 +165,6 @@ pub(super) async fn run_planner(ctx: Arc<Ctx>, board: Arc<PlanBoard>, mut shutdo
     owner.refresh(&ctx).await;
     let mut tick = tokio::time::interval(OWNERSHIP_EVERY);
     let mut out = Vec::new();
-    let mut buf = String::new();
     // When each source last shared (wall clock): a source quiet for longer
     // than an idle partition takes to advance is released from the frontier.
     let mut heard: BTreeMap<String, Instant> = BTreeMap::new();
@@ -176,7 +180,6 @@ pub(super) async fn run_planner(ctx: Arc<Ctx>, board: Arc<PlanBoard>, mut shutdo
                         plans.disown(&t);
                     }
                 }
-                out.clear();
                 heard.retain(|source, at| {
                     let gone = at.elapsed() > quiet;
                     if gone {
@@ -184,7 +187,7 @@ pub(super) async fn run_planner(ctx: Arc<Ctx>, board: Arc<PlanBoard>, mut shutdo
                     }
                     !gone
                 });
-                emit(&ctx, &out, &mut buf);
+                out.clear();
                 publish_board(&ctx, &owner, &plans, &board);
             }
             m = consumer.recv() => {
@@ -216,25 +219,12 @@ pub(super) async fn run_planner(ctx: Arc<Ctx>, board: Arc<PlanBoard>, mut shutdo
                 out.clear();
                 heard.insert(msg.source.clone(), Instant::now());
                 plans.apply(&msg.source, msg.share, owned, &mut out);
-                emit(&ctx, &out, &mut buf);
                 if !out.is_empty() {
+                    // The applied count moved (the signals themselves stay here).
+                    out.clear();
                     publish_board(&ctx, &owner, &plans, &board);
                 }
             }
-        }
-    }
-}
-
-/// Sends the owner's `scale_ahead` signals to the signal topic (fire and
-/// forget, as a lost decision is superseded by the next).
-fn emit(ctx: &Ctx, out: &[Signal], buf: &mut String) {
-    for s in out {
-        let record = OutRecord::signal(ctx.signal_topic.clone(), &ctx.cfg.output.source, s, buf);
-        ctx.metrics.signals.with_label_values(&[s.kind()]).inc();
-        tracing::info!(target: "floodgate::signal", kind = s.kind(), subject = s.subject(), id = %s.id(),
-            time = %crate::time::rfc3339(s.time_ms()), "{}", s.summary());
-        if let Err(e) = ctx.outbox.try_send(&record) {
-            tracing::warn!(error = %e, subject = s.subject(), "scale_ahead not published");
         }
     }
 }

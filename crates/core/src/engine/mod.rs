@@ -425,8 +425,8 @@ pub struct Engine {
     /// taken by [`Engine::target_slot`] when the target first appears, and
     /// written back as it is by [`Engine::learned_model`] otherwise.
     loaded: BTreeMap<String, TargetModel>,
-    /// Targets are planned elsewhere: instead of planning, each plan's
-    /// input is exported as a [`DemandShare`] ([`Engine::with_shared_plans`]).
+    /// Targets are also planned elsewhere: each plan's input is exported as
+    /// a [`DemandShare`] ([`Engine::with_shared_plans`]).
     shared_plans: bool,
     /// The shares exported and not yet taken ([`Engine::take_shares`]).
     shares: Vec<DemandShare>,
@@ -1563,14 +1563,13 @@ impl Engine {
     }
 }
 
-/// Plans target `t` at `time_ms` — or, if targets are planned elsewhere
-/// (`shared`), exports its plan's input to `shares` instead.
+/// Plans target `t` at `time_ms` and, if targets are also planned
+/// elsewhere (`shared`), exports its plan's input to `shares`.
 fn plan_or_share(t: &mut Target, shared: bool, shares: &mut Vec<DemandShare>, time_ms: i64, reason: ScaleReason, out: &mut Vec<Signal>) {
     if shared {
         shares.push(t.planner.share(time_ms, reason));
-    } else {
-        t.planner.plan(time_ms, reason, out);
     }
+    t.planner.plan(time_ms, reason, out);
 }
 
 /// What the planner of `c`'s target needs of it at `time_ms`, with an empty

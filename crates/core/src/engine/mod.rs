@@ -74,7 +74,7 @@ use generation_learner::GenerationLearner;
 use known::Known;
 use lineage::ForwardModel;
 use model_file::{LearnedModel, ModelError, TargetModel};
-use planner::{DemandRecord, DemandShare, PlanTiming, TargetPlanner};
+use planner::{DemandRecord, DemandShare, ObservedBin, PlanTiming, TargetPlanner, FLOOR_BINS};
 use r_prior::RPriorLearner;
 use renewal::Prior;
 use window::bin_of;
@@ -292,9 +292,11 @@ struct Target {
     planner: TargetPlanner,
     /// Clicks counted for this target.
     clicks: u64,
-    /// Its clicks per bin not yet final (bin → clicks): each bin's count
-    /// goes to the planner's reactive floor when the bin is stepped.
+    /// Its clicks per bin not yet final (bin → clicks).
     open_bin_clicks: BTreeMap<i64, u64>,
+    /// Its clicks in its latest final bins (at most `FLOOR_BINS`, oldest
+    /// first).
+    final_bins: VecDeque<ObservedBin>,
     /// Its direct wave, learned from its campaigns (`forecast.learn`).
     direct: DirectWave,
     /// Its generation interval, learned from its campaigns' parent → child
@@ -324,6 +326,22 @@ struct Audience {
 }
 
 impl Target {
+    /// Gives the planner's reactive floor the clicks of the target's
+    /// [`FLOOR_BINS`] latest *elapsed* bins, up to `elapsed` (the last bin
+    /// the event time has passed; an open bin's clicks may still gain a few
+    /// late events), final or not; a bin without clicks counts 0. That is the rate an HPA would see
+    /// (its metrics lag about a minute), not the one `allowed_lateness`
+    /// ago: a decision is made when its bin becomes final, but the load
+    /// since is already visible.
+    fn refresh_floor(&mut self, elapsed: i64, bin_ms: i64) {
+        let from = elapsed - FLOOR_BINS as i64 + 1;
+        let open = self.open_bin_clicks.range(from..=elapsed).map(|(&bin, &clicks)| ObservedBin { bin_start_ms: bin * bin_ms, clicks });
+        let recent = self.final_bins.iter().copied().filter(|o| o.bin_start_ms >= from * bin_ms);
+        let mut bins: Vec<ObservedBin> = recent.chain(open).collect();
+        bins.sort_by_key(|o| o.bin_start_ms);
+        self.planner.set_observed(bins);
+    }
+
     /// What it has learned, for the model file.
     fn to_model(&self) -> TargetModel {
         TargetModel {
@@ -1043,6 +1061,7 @@ impl Engine {
             planner,
             clicks: 0,
             open_bin_clicks: BTreeMap::new(),
+            final_bins: VecDeque::with_capacity(FLOOR_BINS + 1),
             direct,
             generation: g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.lineage_bins, self.follow_bins)),
             r_prior: self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior)),
@@ -1199,9 +1218,10 @@ impl Engine {
             }
         }
         (self.deferred, self.deferred_slots) = (deferred, slots);
+        let elapsed = self.max_ts.map_or(b, |m| bin_of(m, self.bin_ms) - 1);
         for t in &mut self.targets {
-            // Bins up to `b` are final: `b`'s clicks feed the reactive floor
-            // (earlier bins, not stepped while nothing was active, are gone).
+            // Bins up to `b` are final (earlier bins, not stepped while
+            // nothing was active, are gone).
             let mut clicks = 0;
             while let Some(entry) = t.open_bin_clicks.first_entry() {
                 if *entry.key() > b {
@@ -1212,7 +1232,11 @@ impl Engine {
                     clicks = n;
                 }
             }
-            t.planner.observe(b * self.bin_ms, clicks);
+            if t.final_bins.len() == FLOOR_BINS {
+                t.final_bins.pop_front();
+            }
+            t.final_bins.push_back(ObservedBin { bin_start_ms: b * self.bin_ms, clicks });
+            t.refresh_floor(elapsed, self.bin_ms);
             plan_or_share(t, self.shared_plans, &mut self.shares, time_ms, ScaleReason::Forecast, out);
         }
     }
@@ -1527,7 +1551,9 @@ impl Engine {
         // The send itself (at `ts_ms`) and those before it.
         let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1, Some(t));
         self.record_demand(slot, t, d, ts_ms, (last_bin + 1) * self.bin_ms);
-        plan_or_share(&mut self.targets[t as usize], self.shared_plans, &mut self.shares, ts_ms, ScaleReason::Send, out);
+        let target = &mut self.targets[t as usize];
+        target.refresh_floor(bin_of(ts_ms, self.bin_ms) - 1, self.bin_ms);
+        plan_or_share(target, self.shared_plans, &mut self.shares, ts_ms, ScaleReason::Send, out);
     }
 
     /// Stores a campaign's new demand and gives its target's planner the

@@ -24,8 +24,10 @@
 //! count at the quantile (the cooldown then only damps flapping).
 //!
 //! `observed` is the highest request rate of the target's last
-//! [`FLOOR_BINS`] final bins (its clicks × `requests_per_click`): the
-//! **reactive floor**. The plan never goes below what the target is visibly
+//! [`FLOOR_BINS`] *elapsed* bins, final or not (its clicks ×
+//! `requests_per_click`; the engine passes them, see `Target::refresh_floor`):
+//! the **reactive floor**, what an HPA would see now rather than
+//! `allowed_lateness` ago. The plan never goes below what the target is visibly
 //! serving, whether or not its campaigns are still forecast (a long tail of
 //! a forgotten campaign, a forecast that is wrong).
 //!
@@ -54,7 +56,7 @@ use crate::engine::gamma::normal_quantile;
 use crate::signal::{CampaignDemand, ScaleAhead, ScaleReason, Signal};
 
 /// The reactive floor looks at the request rate of this many of the
-/// target's latest final bins (the highest of them).
+/// target's latest elapsed bins (the highest of them).
 pub const FLOOR_BINS: usize = 3;
 
 /// Rises of at most this fraction of the current count are not applied
@@ -173,7 +175,7 @@ impl DemandRecord {
     }
 }
 
-/// The clicks of one final bin of a target (for the reactive floor).
+/// The clicks of one elapsed bin of a target (for the reactive floor).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObservedBin {
     /// Event time (ms) at which the bin starts.
@@ -196,8 +198,8 @@ pub struct DemandShare {
     pub time_ms: i64,
     /// Why it was made: a send (plans at once) or a bin's forecasts.
     pub reason: ScaleReason,
-    /// The clicks of the engine's latest final bins of the target (at most
-    /// [`FLOOR_BINS`], oldest first).
+    /// The clicks of the engine's latest elapsed bins of the target (at
+    /// most [`FLOOR_BINS`], oldest first).
     pub observed: Vec<ObservedBin>,
     /// The latest demand of each of the engine's campaigns of the target
     /// (all of them: a campaign missing from a later share is gone).
@@ -249,8 +251,8 @@ pub struct TargetPlanner {
     timing: PlanTiming,
     /// `z` of `planner.quantile` (standard normal quantile).
     z: f64,
-    /// The target's clicks in its latest final bins, newest last, at most
-    /// [`FLOOR_BINS`]: the reactive floor's input.
+    /// The target's clicks in its latest elapsed bins, newest last, at
+    /// most [`FLOOR_BINS`]: the reactive floor's input.
     observed: VecDeque<ObservedBin>,
     /// The window of the last decision.
     last_window: PlanWindow,

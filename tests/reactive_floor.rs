@@ -45,6 +45,10 @@ fn a_burst_raises_the_floor_before_its_bins_are_final() {
     });
     let (time_ms, floor) = floor.expect("a scale_ahead with a raised floor");
     assert_eq!(floor, 13);
-    // Made by the bin step of 9:00-10:00 or earlier: before any burst bin was final.
-    assert!(time_ms <= 1_772_438_400_000 + 600_000, "the floor rose at {}", floodgate::time::rfc3339(time_ms));
+    // The burst's first minute has elapsed once the events reach 11:00,
+    // when the watermark (5 min behind) makes the bin of 5:00-6:00 final:
+    // the floor rises at that step (6:00), long before the burst's own bins
+    // are final (from 11:00 on; with the floor on final bins, the old rule,
+    // it rose at 11:00).
+    assert!(time_ms <= 1_772_438_400_000 + 480_000, "the floor rose at {}", floodgate::time::rfc3339(time_ms));
 }

@@ -292,11 +292,9 @@ struct Target {
     planner: TargetPlanner,
     /// Clicks counted for this target.
     clicks: u64,
-    /// Its clicks per bin not yet final (bin → clicks).
-    open_bin_clicks: BTreeMap<i64, u64>,
-    /// Its clicks in its latest final bins (at most `FLOOR_BINS`, oldest
-    /// first).
-    final_bins: VecDeque<ObservedBin>,
+    /// Its clicks per bin (bin → clicks), from the first bin the reactive
+    /// floor may still read on (see [`Target::refresh_floor`]).
+    bin_clicks: BTreeMap<i64, u64>,
     /// Its direct wave, learned from its campaigns (`forecast.learn`).
     direct: DirectWave,
     /// Its generation interval, learned from its campaigns' parent → child
@@ -329,16 +327,20 @@ impl Target {
     /// Gives the planner's reactive floor the clicks of the target's
     /// [`FLOOR_BINS`] latest *elapsed* bins, up to `elapsed` (the last bin
     /// the event time has passed; an open bin's clicks may still gain a few
-    /// late events), final or not; a bin without clicks counts 0. That is the rate an HPA would see
-    /// (its metrics lag about a minute), not the one `allowed_lateness`
-    /// ago: a decision is made when its bin becomes final, but the load
-    /// since is already visible.
+    /// late events), final or not; a bin without clicks counts 0. That is
+    /// the rate an HPA would see (its metrics lag about a minute), not the
+    /// one `allowed_lateness` ago: a decision is made when its bin becomes
+    /// final, but the load since is already visible. Bins before that
+    /// window are dropped: no floor reads them again.
     fn refresh_floor(&mut self, elapsed: i64, bin_ms: i64) {
         let from = elapsed - FLOOR_BINS as i64 + 1;
-        let open = self.open_bin_clicks.range(from..=elapsed).map(|(&bin, &clicks)| ObservedBin { bin_start_ms: bin * bin_ms, clicks });
-        let recent = self.final_bins.iter().copied().filter(|o| o.bin_start_ms >= from * bin_ms);
-        let mut bins: Vec<ObservedBin> = recent.chain(open).collect();
-        bins.sort_by_key(|o| o.bin_start_ms);
+        while let Some(entry) = self.bin_clicks.first_entry() {
+            if *entry.key() >= from {
+                break;
+            }
+            entry.remove();
+        }
+        let bins = self.bin_clicks.range(..=elapsed).map(|(&bin, &clicks)| ObservedBin { bin_start_ms: bin * bin_ms, clicks });
         self.planner.set_observed(bins);
     }
 
@@ -554,13 +556,14 @@ impl Engine {
         self
     }
 
-    /// Targets are planned elsewhere, from the demand of several engines
-    /// (`floodgate run` with `kafka.demand_topic`): at each bin step and
-    /// send, instead of planning (and emitting `scale_ahead`), the engine
-    /// exports what its target's plan would be made from, a [`DemandShare`]
-    /// per target it planned (every target it knows at a bin step, as it
-    /// would plan them all; a send's target), for [`Engine::take_shares`]. A [`shared_plan::SharedPlans`] fed the
-    /// shares of every engine plans each target as one engine would.
+    /// Targets are also planned elsewhere, from the demand of several
+    /// engines (`floodgate run` with `kafka.demand_topic`): at each bin
+    /// step and send, besides planning its own campaigns (its `scale_ahead`
+    /// signals are unchanged), the engine exports what each target's plan
+    /// is made from, a [`DemandShare`] per target it planned (every target
+    /// it knows at a bin step; a send's target), for [`Engine::take_shares`].
+    /// A [`shared_plan::SharedPlans`] fed the shares of every engine plans
+    /// each target as one engine holding every campaign would.
     pub fn with_shared_plans(mut self, on: bool) -> Self {
         self.shared_plans = on;
         self
@@ -711,7 +714,7 @@ impl Engine {
             if ev.kind == EventKind::Click {
                 let target = &mut self.targets[t as usize];
                 target.clicks += 1;
-                *target.open_bin_clicks.entry(bin).or_insert(0) += 1;
+                *target.bin_clicks.entry(bin).or_insert(0) += 1;
             }
         }
         self.stats.accepted += 1;
@@ -1060,8 +1063,7 @@ impl Engine {
         let mut t = Target {
             planner,
             clicks: 0,
-            open_bin_clicks: BTreeMap::new(),
-            final_bins: VecDeque::with_capacity(FLOOR_BINS + 1),
+            bin_clicks: BTreeMap::new(),
             direct,
             generation: g.learn.then(|| GenerationLearner::new(&self.gi, self.bin_ms, g.learn_weight, self.lineage_bins, self.follow_bins)),
             r_prior: self.cfg.estimator.learn_prior.then(|| RPriorLearner::new(self.prior)),
@@ -1220,22 +1222,6 @@ impl Engine {
         (self.deferred, self.deferred_slots) = (deferred, slots);
         let elapsed = self.max_ts.map_or(b, |m| bin_of(m, self.bin_ms) - 1);
         for t in &mut self.targets {
-            // Bins up to `b` are final (earlier bins, not stepped while
-            // nothing was active, are gone).
-            let mut clicks = 0;
-            while let Some(entry) = t.open_bin_clicks.first_entry() {
-                if *entry.key() > b {
-                    break;
-                }
-                let (bin, n) = entry.remove_entry();
-                if bin == b {
-                    clicks = n;
-                }
-            }
-            if t.final_bins.len() == FLOOR_BINS {
-                t.final_bins.pop_front();
-            }
-            t.final_bins.push_back(ObservedBin { bin_start_ms: b * self.bin_ms, clicks });
             t.refresh_floor(elapsed, self.bin_ms);
             plan_or_share(t, self.shared_plans, &mut self.shares, time_ms, ScaleReason::Forecast, out);
         }

@@ -254,10 +254,6 @@ pub struct TargetPlanner {
     /// The target's clicks in its latest elapsed bins, newest last, at
     /// most [`FLOOR_BINS`]: the reactive floor's input.
     observed: VecDeque<ObservedBin>,
-    /// The window of the last decision.
-    last_window: PlanWindow,
-    /// The reactive floor of the last decision.
-    last_floor: u32,
 }
 
 impl TargetPlanner {
@@ -273,8 +269,6 @@ impl TargetPlanner {
             timing,
             z,
             observed: VecDeque::with_capacity(FLOOR_BINS + 1),
-            last_window: PlanWindow { from_ms: 0, until_ms: 0 },
-            last_floor: 0,
         }
     }
 
@@ -339,11 +333,6 @@ impl TargetPlanner {
             observed: self.observed.iter().copied().collect(),
             campaigns: self.members.clone(),
         }
-    }
-
-    /// Whether it plans for no campaign.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 
     /// Its campaigns' names, in the order they first named the target.
@@ -418,7 +407,12 @@ impl TargetPlanner {
     /// send always emits one (the plan made at send time, before the first
     /// click), even if the count stays.
     pub fn plan(&mut self, time_ms: i64, reason: ScaleReason, out: &mut Vec<Signal>) {
-        let change = match (self.decide(time_ms, reason), reason) {
+        let window = self.window(time_ms, reason);
+        let rps = self.window_demand_rps(window);
+        self.forecast_rps = rps;
+        let floor = self.floor_replicas();
+        let want = replicas_for(self.config(), rps).max(floor);
+        let change = match (self.planner.plan_replicas(time_ms, want), reason) {
             (Some(change), _) => change,
             (None, ScaleReason::Send) => {
                 let n = self.planner.current();
@@ -426,24 +420,6 @@ impl TargetPlanner {
             }
             (None, ScaleReason::Forecast) => return,
         };
-        self.announce(time_ms, reason, change, out);
-    }
-
-    /// The decision of [`TargetPlanner::plan`] without its signal: the
-    /// change of the applied count, if it moves.
-    pub fn decide(&mut self, time_ms: i64, reason: ScaleReason) -> Option<Change> {
-        let window = self.window(time_ms, reason);
-        let rps = self.window_demand_rps(window);
-        self.forecast_rps = rps;
-        self.last_window = window;
-        self.last_floor = self.floor_replicas();
-        let want = replicas_for(self.config(), rps).max(self.last_floor);
-        self.planner.plan_replicas(time_ms, want)
-    }
-
-    /// Appends the `scale_ahead` of `change`, decided by the last
-    /// [`TargetPlanner::decide`] at `time_ms`, with what it was decided from.
-    pub fn announce(&self, time_ms: i64, reason: ScaleReason, change: Change, out: &mut Vec<Signal>) {
         let mut campaigns: Vec<CampaignDemand> = self
             .members
             .iter()
@@ -457,23 +433,19 @@ impl TargetPlanner {
             time_ms,
             desired_replicas: change.desired,
             previous_replicas: change.previous,
-            forecast_rps: self.forecast_rps,
-            horizon_s: (self.last_window.until_ms - time_ms) as f64 / 1000.0,
-            floor_replicas: self.last_floor,
+            forecast_rps: rps,
+            horizon_s: (window.until_ms - time_ms) as f64 / 1000.0,
+            floor_replicas: floor,
             reason,
             campaigns,
         }));
     }
 
-    /// The stabilisation state (the applied count and the cooldown's recent
-    /// counts), to take decisions back with [`TargetPlanner::restore`].
-    pub fn checkpoint(&self) -> Planner {
-        self.planner.clone()
-    }
-
-    /// Returns to a [`TargetPlanner::checkpoint`].
-    pub fn restore(&mut self, p: Planner) {
-        self.planner = p;
+    /// Forgets the stabilisation history (the applied count goes back to
+    /// `min_replicas`, the cooldown's recent counts are dropped); the
+    /// campaigns' demand and the observed bins stay.
+    pub fn reset(&mut self) {
+        self.planner = Planner::new(self.config().clone());
     }
 }
 

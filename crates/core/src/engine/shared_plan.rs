@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::engine::config::EngineConfig;
-use crate::engine::planner::{DemandShare, ObservedBin, PlanTiming, Planner, TargetPlanner, FLOOR_BINS};
+use crate::engine::planner::{DemandShare, ObservedBin, PlanTiming, TargetPlanner, FLOOR_BINS};
 use crate::signal::{ScaleReason, Signal};
 
 /// The latest shares of every source, and the plans of the owned targets.
@@ -144,7 +144,7 @@ impl SharedPlans {
 impl SharedTarget {
     /// Drops the planner's stabilisation history.
     fn disown(&mut self) {
-        self.planner.restore(Planner::new(self.planner.config().clone()));
+        self.planner.reset();
         self.planned_ms = None;
     }
 
@@ -159,27 +159,20 @@ impl SharedTarget {
     /// order within a time), planning once per time.
     fn take_ready(&mut self, out: &mut Vec<Signal>) {
         let frontier = self.frontier();
-        let mut ready: Vec<(Box<str>, DemandShare)> = Vec::new();
-        let mut i = 0;
-        while i < self.held.len() {
-            if self.held[i].1.time_ms <= frontier {
-                ready.push(self.held.remove(i));
-            } else {
-                i += 1;
-            }
-        }
+        let (mut ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(_, s)| s.time_ms <= frontier);
+        self.held = held;
+        // Stable: arrival order within a time.
         ready.sort_by_key(|(_, s)| s.time_ms);
-        let mut k = 0;
-        while k < ready.len() {
-            let time_ms = ready[k].1.time_ms;
-            let mut reason = ScaleReason::Forecast;
-            while k < ready.len() && ready[k].1.time_ms == time_ms {
-                let (source, share) = std::mem::replace(&mut ready[k], (Box::from(""), empty_share()));
+        let mut ready = ready.into_iter().peekable();
+        while let Some((source, share)) = ready.next() {
+            let time_ms = share.time_ms;
+            let mut reason = share.reason;
+            self.take(source, share);
+            while let Some((source, share)) = ready.next_if(|(_, s)| s.time_ms == time_ms) {
                 if share.reason == ScaleReason::Send {
                     reason = ScaleReason::Send;
                 }
                 self.take(source, share);
-                k += 1;
             }
             if self.owned && self.planned_ms.is_none_or(|last| time_ms >= last) {
                 self.planner.set_observed(summed_bins(self.sources.values()));
@@ -202,11 +195,6 @@ impl SharedTarget {
         }
         self.sources.insert(source, share);
     }
-}
-
-/// A placeholder share (what [`SharedTarget::take_ready`] leaves behind).
-fn empty_share() -> DemandShare {
-    DemandShare { target: Arc::from(""), time_ms: 0, reason: ScaleReason::Forecast, observed: Vec::new(), campaigns: Vec::new() }
 }
 
 /// The latest [`FLOOR_BINS`] bins any of `shares` observed, oldest first,

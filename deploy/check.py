@@ -62,6 +62,7 @@ METRICS = {
     "floodgate_campaigns_tracked", "floodgate_campaigns_viral",
     "floodgate_campaigns_shed_total", "floodgate_target_desired_replicas",
     "floodgate_target_forecast_rps", "floodgate_target_clicks_total", "floodgate_target_max_replicas",
+    "floodgate_target_headroom",
     "floodgate_campaign_r", "floodgate_campaign_p_viral", "floodgate_consumer_lag",
     "floodgate_processing_latency_seconds_bucket", "floodgate_processing_latency_seconds_sum",
     "floodgate_processing_latency_seconds_count", "floodgate_watermark_timestamp_seconds",

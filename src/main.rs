@@ -192,7 +192,7 @@ struct BacktestArgs {
     /// Regression window of the trend policy (predict_linear).
     #[arg(long, default_value = "10m", value_parser = duration_ms)]
     trend_window: i64,
-    /// Utilisation the reactive and trend policies aim at [default: 1/(1+planner.headroom)].
+    /// Utilisation the reactive and trend policies aim at [default: 0.8; 1/(1+planner.headroom) with learn_headroom = false].
     #[arg(long)]
     target_utilisation: Option<f64>,
     /// Model whole UTC days around the log (baseline_rps outside it), so

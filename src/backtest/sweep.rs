@@ -8,10 +8,11 @@
 //! ```text
 //! reactive   target utilisation 0.5 … 0.9          (REACTIVE_UTILISATIONS)
 //! trend      target utilisation 0.6, 0.7, 0.8      (TREND_UTILISATIONS)
-//! floodgate  the configuration as given, and a grid of forecast.r_quantile ×
-//!            planner.quantile × planner.headroom (+ cooldowns), the engine
-//!            re-run per setting and start-up, with planner.startup set to
-//!            the start-up delay modelled             (floodgate_grid)
+//! floodgate  the configuration as given, a grid of forecast.r_quantile ×
+//!            planner.quantile × fixed planner.headroom (+ cooldowns), and
+//!            the learned headroom at several planner.target_overload, the
+//!            engine re-run per setting and start-up, with planner.startup
+//!            set to the start-up delay modelled     (floodgate_grid)
 //! oracle     perfect foresight (policy::oracle): the yardstick
 //! ```
 //!
@@ -39,12 +40,14 @@ pub const TREND_UTILISATIONS: [f64; 3] = [0.6, 0.7, 0.8];
 /// The overload (percent of requests) a setting may leave and still count as
 /// "safe" in the summary lines (issue 17's bar).
 pub const SAFE_OVERLOAD_PCT: f64 = 0.1;
+/// `planner.target_overload` of the learned-headroom settings of a sweep.
+pub const TARGET_OVERLOADS: [f64; 4] = [0.0003, 0.001, 0.003, 0.01];
 /// Name of the oracle in sweep points.
 pub const ORACLE: &str = "oracle";
 
 /// The floodgate knobs a sweep varies (`forecast.horizon`,
 /// `forecast.r_quantile`, `planner.quantile`, `planner.headroom`,
-/// `planner.cooldown`).
+/// `planner.learn_headroom`, `planner.target_overload`, `planner.cooldown`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct FloodgateKnobs {
     /// `forecast.horizon` (ms).
@@ -55,6 +58,10 @@ pub struct FloodgateKnobs {
     pub quantile: f64,
     /// `planner.headroom` (also set on every `[targets.*]` that overrides it).
     pub headroom: f64,
+    /// `planner.learn_headroom` (also set on every `[targets.*]` that overrides it).
+    pub learn_headroom: bool,
+    /// `planner.target_overload` (also set on every `[targets.*]` that overrides it).
+    pub target_overload: f64,
     /// `planner.cooldown` (ms; also set on every `[targets.*]` that overrides it).
     pub cooldown_ms: i64,
 }
@@ -67,6 +74,8 @@ impl FloodgateKnobs {
             r_quantile: cfg.forecast.r_quantile,
             quantile: cfg.planner.quantile,
             headroom: cfg.planner.headroom,
+            learn_headroom: cfg.planner.learn_headroom,
+            target_overload: cfg.planner.target_overload,
             cooldown_ms: cfg.planner.cooldown.ms(),
         }
     }
@@ -78,6 +87,8 @@ impl FloodgateKnobs {
         c.forecast.r_quantile = self.r_quantile;
         c.planner.quantile = self.quantile;
         c.planner.headroom = self.headroom;
+        c.planner.learn_headroom = self.learn_headroom;
+        c.planner.target_overload = self.target_overload;
         c.planner.cooldown = Duration(self.cooldown_ms);
         for t in c.targets.values_mut() {
             if t.quantile.is_some() {
@@ -86,6 +97,12 @@ impl FloodgateKnobs {
             if t.headroom.is_some() {
                 t.headroom = Some(self.headroom);
             }
+            if t.learn_headroom.is_some() {
+                t.learn_headroom = Some(self.learn_headroom);
+            }
+            if t.target_overload.is_some() {
+                t.target_overload = Some(self.target_overload);
+            }
             if t.cooldown.is_some() {
                 t.cooldown = Some(Duration(self.cooldown_ms));
             }
@@ -93,14 +110,20 @@ impl FloodgateKnobs {
         c
     }
 
-    /// `horizon 30m, r_quantile 0.75, quantile 0.9, headroom 0.25, cooldown 10m`.
+    /// `horizon 30m, r_quantile 0.75, quantile 0.9, headroom 0.25, cooldown
+    /// 10m` (a fixed headroom) or `…, headroom learned from 0.1 for 0.1 %
+    /// overload, …`.
     pub fn label(&self) -> String {
+        let headroom = if self.learn_headroom {
+            format!("headroom learned from {} for {} % overload", self.headroom, self.target_overload * 100.0)
+        } else {
+            format!("headroom {}", self.headroom)
+        };
         format!(
-            "horizon {}, r_quantile {}, quantile {}, headroom {}, cooldown {}",
+            "horizon {}, r_quantile {}, quantile {}, {headroom}, cooldown {}",
             format_duration_ms(self.horizon_ms),
             self.r_quantile,
             self.quantile,
-            self.headroom,
             format_duration_ms(self.cooldown_ms)
         )
     }
@@ -108,9 +131,11 @@ impl FloodgateKnobs {
 
 /// floodgate's settings in a sweep: the configured knobs first, then
 /// `forecast.r_quantile` ∈ {0.5, 0.75} × `planner.quantile` ∈ {0.5, 0.9,
-/// 0.99} × `planner.headroom` ∈ {0, 0.1} at the configured horizon
-/// and cooldown, and the configured knobs with a cooldown of 2 and of 10 min
-/// (duplicates of the configured setting left out). The horizon is not
+/// 0.99} × a fixed `planner.headroom` ∈ {0, 0.1} at the configured horizon
+/// and cooldown, the configured knobs with the headroom learned for
+/// `planner.target_overload` ∈ [`TARGET_OVERLOADS`], and the configured
+/// knobs with a cooldown of 2 and of 10 min (duplicates of the configured
+/// setting left out). The horizon is not
 /// varied: the time-phased plan reads the forecast only as far as each
 /// target's lead time.
 pub fn floodgate_grid(configured: FloodgateKnobs) -> Vec<FloodgateKnobs> {
@@ -118,9 +143,12 @@ pub fn floodgate_grid(configured: FloodgateKnobs) -> Vec<FloodgateKnobs> {
     for r_quantile in [0.5, 0.75] {
         for quantile in [0.5, 0.9, 0.99] {
             for headroom in [0.0, 0.1] {
-                out.push(FloodgateKnobs { r_quantile, quantile, headroom, ..configured });
+                out.push(FloodgateKnobs { r_quantile, quantile, headroom, learn_headroom: false, ..configured });
             }
         }
+    }
+    for target_overload in TARGET_OVERLOADS {
+        out.push(FloodgateKnobs { learn_headroom: true, target_overload, ..configured });
     }
     out.push(FloodgateKnobs { cooldown_ms: 120_000, ..configured });
     out.push(FloodgateKnobs { cooldown_ms: 600_000, ..configured });

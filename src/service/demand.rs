@@ -237,12 +237,15 @@ fn publish_board(ctx: &Ctx, owner: &Ownership, plans: &SharedPlans, board: &Plan
     for name in ctx.cfg.targets.keys() {
         if owner.owns(ctx, name) {
             let p = ctx.cfg.planner_for(name);
-            owned.insert(name.clone(), TargetPlan { desired_replicas: p.min_replicas, forecast_rps: p.baseline_rps });
+            owned.insert(name.clone(), TargetPlan { desired_replicas: p.min_replicas, forecast_rps: p.baseline_rps, headroom: p.headroom });
         }
     }
     for name in plans.targets() {
         if let Some(p) = plans.planner(name) {
-            owned.insert(name.to_string(), TargetPlan { desired_replicas: p.current(), forecast_rps: p.forecast_rps() });
+            owned.insert(
+                name.to_string(),
+                TargetPlan { desired_replicas: p.current(), forecast_rps: p.forecast_rps(), headroom: p.headroom() },
+            );
         }
     }
     *lock(board) = owned;
@@ -334,7 +337,8 @@ mod tests {
         let share = DemandShare {
             target: Arc::from("web"),
             time_ms: 60_000,
-            reason: crate::signal::ScaleReason::Send,
+            reason: crate::signal::ScaleReason::Forecast,
+            final_bin: Some(crate::engine::planner::ObservedBin { bin_start_ms: 0, clicks: 2 }),
             observed: vec![crate::engine::planner::ObservedBin { bin_start_ms: 0, clicks: 3 }],
             campaigns: Vec::new(),
         };

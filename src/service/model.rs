@@ -452,6 +452,7 @@ mod tests {
             audiences: BTreeMap::new(),
             generation_interval: None,
             r_prior: None,
+            headroom: None,
         }
     }
 

@@ -119,6 +119,8 @@ pub(super) async fn aggregate(ctx: Arc<Ctx>, status: Status, mut shutdown: Shutd
                 target: name.clone(),
                 desired_replicas: plan.desired_replicas,
                 forecast_rps: plan.forecast_rps,
+                headroom: plan.headroom,
+                headroom_learned: None,
                 clicks: clicks.get(name.as_str()).copied().unwrap_or(0),
                 direct_wave: waves.get(name).cloned(),
                 generation_interval: intervals.get(name).cloned(),

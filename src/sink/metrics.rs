@@ -10,7 +10,7 @@
 //! from every engine's demand, exported only by the instance that owns the
 //! target (`kafka.demand_topic`, see `service::demand`); with demand sharing
 //! off, they are this instance's partition engines' forecasts summed and
-//! `planner::replicas_for(planner_for(target), that sum)`.
+//! `planner::replicas_with(planner_for(target), that sum, the largest headroom of the partitions)`.
 //!
 //! Every series the rules and dashboards select exists from the first scrape:
 //! counters whose label values are known (event types, reject reasons, signal
@@ -30,7 +30,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter,
 
 use crate::config::Config;
 use crate::decode::RejectReason;
-use crate::engine::planner::replicas_for;
+use crate::engine::planner::replicas_with;
 use crate::engine::{AudienceView, CampaignView, DirectWaveView, GenerationIntervalView, Stats, TargetView};
 
 /// Every metric of the service, registered in one registry.
@@ -65,6 +65,9 @@ pub struct Metrics {
     /// `floodgate_target_max_replicas{target}`: the planner's `max_replicas`
     /// of each exported target.
     pub max_replicas: IntGaugeVec,
+    /// `floodgate_target_headroom{target}`: the headroom the plan uses now
+    /// (learned with `planner.learn_headroom`).
+    pub headroom: GaugeVec,
     /// `floodgate_target_clicks_total{target}`.
     pub target_clicks: IntCounterVec,
     /// `floodgate_target_response_delay_seconds{target,quantile}`: the
@@ -236,6 +239,14 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            headroom: reg(
+                &r,
+                GaugeVec::new(
+                    Opts::new("floodgate_target_headroom", "Headroom the target's plan uses now (learned or configured), per target."),
+                    &["target"],
+                )
+                .expect("valid metric"),
+            ),
             response_delay: reg(
                 &r,
                 GaugeVec::new(
@@ -383,6 +394,7 @@ impl Metrics {
             self.forecast_rps.with_label_values(&[name]).set(plan.forecast_rps);
             self.desired_replicas.with_label_values(&[name]).set(i64::from(plan.desired_replicas));
             self.max_replicas.with_label_values(&[name]).set(i64::from(planner.max_replicas));
+            self.headroom.with_label_values(&[name]).set(plan.headroom);
             self.target_clicks.with_label_values(&[name]);
             seen.insert(name.clone());
         }
@@ -393,6 +405,7 @@ impl Metrics {
             let _ = self.forecast_rps.remove_label_values(&[name]);
             let _ = self.desired_replicas.remove_label_values(&[name]);
             let _ = self.max_replicas.remove_label_values(&[name]);
+            let _ = self.headroom.remove_label_values(&[name]);
         }
         seen.retain(|n| targets.contains_key(n));
     }
@@ -540,6 +553,8 @@ pub struct TargetPlan {
     pub desired_replicas: u32,
     /// The forecast request rate the plan was made for (baseline included).
     pub forecast_rps: f64,
+    /// The headroom it was made with.
+    pub headroom: f64,
 }
 
 /// With demand sharing off: sums target forecasts over partition engines
@@ -548,18 +563,23 @@ pub struct TargetPlan {
 /// Every target configured under `[targets.<name>]` is included, at its
 /// baseline when no partition engine plans it.
 pub fn sum_targets(cfg: &Config, per_partition: &[&[TargetView]]) -> BTreeMap<String, TargetPlan> {
-    let mut out: BTreeMap<String, f64> = cfg.targets.keys().map(|name| (name.clone(), 0.0)).collect();
+    let mut out: BTreeMap<String, (f64, Option<f64>)> = cfg.targets.keys().map(|name| (name.clone(), (0.0, None))).collect();
     for views in per_partition {
         for t in views.iter() {
             let baseline = cfg.planner_for(&t.target).baseline_rps;
-            *out.entry(t.target.clone()).or_default() += (t.forecast_rps - baseline).max(0.0);
+            let (rps, headroom) = out.entry(t.target.clone()).or_default();
+            *rps += (t.forecast_rps - baseline).max(0.0);
+            // The partitions' learned headrooms differ: the largest (the
+            // one whose traffic needed most) is kept.
+            *headroom = Some(headroom.map_or(t.headroom, |h: f64| h.max(t.headroom)));
         }
     }
     out.into_iter()
-        .map(|(name, rps)| {
+        .map(|(name, (rps, headroom))| {
             let planner = cfg.planner_for(&name);
             let forecast_rps = rps + planner.baseline_rps;
-            (name, TargetPlan { desired_replicas: replicas_for(&planner, forecast_rps), forecast_rps })
+            let headroom = headroom.unwrap_or(planner.headroom);
+            (name, TargetPlan { desired_replicas: replicas_with(&planner, forecast_rps, headroom), forecast_rps, headroom })
         })
         .collect()
 }
@@ -649,6 +669,8 @@ mod tests {
             target: "blog-web".into(),
             desired_replicas: 2,
             forecast_rps: 400.0,
+            headroom: 0.25,
+            headroom_learned: None,
             clicks: 9,
             direct_wave: None,
             generation_interval: None,
@@ -661,7 +683,7 @@ mod tests {
         assert_eq!(sample(&text, "floodgate_target_max_replicas{target=\"blog-web\"}"), Some(f64::from(cfg.planner.max_replicas)));
         assert_eq!(
             sample(&text, "floodgate_target_desired_replicas{target=\"blog-web\"}"),
-            Some(f64::from(replicas_for(&cfg.planner_for("blog-web"), 400.0)))
+            Some(f64::from(replicas_with(&cfg.planner_for("blog-web"), 400.0, 0.25)))
         );
         m.set_targets(&cfg, &sum_targets(&cfg, &[]));
         let text = m.render();
@@ -686,6 +708,8 @@ mod tests {
             target: "blog-web".into(),
             desired_replicas: 2,
             forecast_rps: 1.0,
+            headroom: 0.25,
+            headroom_learned: None,
             clicks: 1,
             direct_wave: Some(w),
             generation_interval: Some(g),

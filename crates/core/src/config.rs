@@ -341,8 +341,15 @@ pub struct PlannerConfig {
     /// Requests per second one replica serves. Default 50.
     pub capacity_per_replica: f64,
     /// Spare capacity on top of the forecast (and of the observed rate, for
-    /// the reactive floor), as a fraction. Default 0.25.
+    /// the reactive floor), as a fraction: fixed with `learn_headroom =
+    /// false`, otherwise where the learned headroom starts. Default 0.1.
     pub headroom: f64,
+    /// Learn the headroom from the overload the plan itself caused, aiming
+    /// at `target_overload` (`engine/headroom.rs`). Default true.
+    pub learn_headroom: bool,
+    /// The share of requests the plan may leave over capacity, in the long
+    /// run, when `learn_headroom` is on (0.001 = 0.1 %). Default 0.001.
+    pub target_overload: f64,
     /// Request rate not caused by campaigns, always planned for. Default 0.
     pub baseline_rps: f64,
     /// Fewest replicas ever asked for. Default 2.
@@ -371,7 +378,9 @@ impl Default for PlannerConfig {
         PlannerConfig {
             requests_per_click: 10.0,
             capacity_per_replica: 50.0,
-            headroom: 0.25,
+            headroom: 0.1,
+            learn_headroom: true,
+            target_overload: 0.001,
             baseline_rps: 0.0,
             min_replicas: 2,
             max_replicas: 200,
@@ -392,6 +401,10 @@ pub struct TargetOverrides {
     pub capacity_per_replica: Option<f64>,
     /// See `planner.headroom`.
     pub headroom: Option<f64>,
+    /// See `planner.learn_headroom`.
+    pub learn_headroom: Option<bool>,
+    /// See `planner.target_overload`.
+    pub target_overload: Option<f64>,
     /// See `planner.baseline_rps`.
     pub baseline_rps: Option<f64>,
     /// See `planner.min_replicas`.
@@ -458,6 +471,8 @@ impl TargetOverrides {
             p.requests_per_click = o.requests_per_click.unwrap_or(p.requests_per_click);
             p.capacity_per_replica = o.capacity_per_replica.unwrap_or(p.capacity_per_replica);
             p.headroom = o.headroom.unwrap_or(p.headroom);
+            p.learn_headroom = o.learn_headroom.unwrap_or(p.learn_headroom);
+            p.target_overload = o.target_overload.unwrap_or(p.target_overload);
             p.baseline_rps = o.baseline_rps.unwrap_or(p.baseline_rps);
             p.min_replicas = o.min_replicas.unwrap_or(p.min_replicas);
             p.max_replicas = o.max_replicas.unwrap_or(p.max_replicas);
@@ -511,6 +526,9 @@ pub(crate) fn planner(key: &str, p: &PlannerConfig) -> Result<(), ConfigError> {
     positive(&format!("{key}.capacity_per_replica"), p.capacity_per_replica)?;
     if !(p.headroom.is_finite() && p.headroom >= 0.0) {
         return Err(invalid(&format!("{key}.headroom"), "must be ≥ 0"));
+    }
+    if !(p.target_overload > 0.0 && p.target_overload < 0.5) {
+        return Err(invalid(&format!("{key}.target_overload"), "must be in (0, 0.5)"));
     }
     if !(p.baseline_rps.is_finite() && p.baseline_rps >= 0.0) {
         return Err(invalid(&format!("{key}.baseline_rps"), "must be ≥ 0"));

@@ -179,6 +179,9 @@ pub struct ScaleAhead {
     /// Replicas the target's observed request rate needs now (the reactive
     /// floor: the plan is never below it).
     pub floor_replicas: u32,
+    /// The headroom the plan was made with (learned with
+    /// `planner.learn_headroom`, else `planner.headroom`).
+    pub headroom: f64,
     /// Why.
     pub reason: ScaleReason,
     /// The campaigns driving the forecast, largest first (at most 10).

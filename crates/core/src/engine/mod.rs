@@ -39,6 +39,7 @@ pub mod forecast_error;
 pub mod gamma;
 pub mod generation_interval;
 pub mod generation_learner;
+pub mod headroom;
 mod known;
 pub mod lifetime;
 pub mod lineage;
@@ -195,6 +196,12 @@ pub struct TargetView {
     pub desired_replicas: u32,
     /// Forecast peak requests/s (baseline included).
     pub forecast_rps: f64,
+    /// The headroom its plans use now: learned (`planner.learn_headroom`)
+    /// or as set.
+    pub headroom: f64,
+    /// The learned headroom's record (absent when not learned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headroom_learned: Option<HeadroomView>,
     /// Clicks counted for this target.
     pub clicks: u64,
     /// What its direct wave has learned (`forecast.learn`; absent when off).
@@ -212,6 +219,16 @@ pub struct TargetView {
     /// when off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast_error: Option<Vec<ErrorAtHorizon>>,
+}
+
+/// What a target's learned headroom (`headroom.rs`) has seen, as reported
+/// by `/api/targets`.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct HeadroomView {
+    /// Bins it learned from (those `min_replicas` alone could not serve).
+    pub bins: u64,
+    /// Their mean share of requests over the capacity the plan had ready.
+    pub mean_overload: f64,
 }
 
 /// A target's learned generation interval (`generation_learner.rs`), as
@@ -334,14 +351,24 @@ impl Target {
     /// window are dropped: no floor reads them again.
     fn refresh_floor(&mut self, elapsed: i64, bin_ms: i64) {
         let from = elapsed - FLOOR_BINS as i64 + 1;
+        let bins = self.bin_clicks.range(from..=elapsed).map(|(&bin, &clicks)| ObservedBin { bin_start_ms: bin * bin_ms, clicks });
+        self.planner.set_observed(bins);
+    }
+
+    /// Bin `b` is final: its clicks, for the learned headroom (the
+    /// planner's [`TargetPlanner::realise_final`]). Bins no floor reads
+    /// again and no later bin step realises (before `b + 1` and before the
+    /// floor's window at `elapsed`) are dropped.
+    fn final_bin(&mut self, b: i64, elapsed: i64, bin_ms: i64) -> ObservedBin {
+        let clicks = self.bin_clicks.get(&b).copied().unwrap_or(0);
+        let keep_from = (b + 1).min(elapsed - FLOOR_BINS as i64 + 1);
         while let Some(entry) = self.bin_clicks.first_entry() {
-            if *entry.key() >= from {
+            if *entry.key() >= keep_from {
                 break;
             }
             entry.remove();
         }
-        let bins = self.bin_clicks.range(..=elapsed).map(|(&bin, &clicks)| ObservedBin { bin_start_ms: bin * bin_ms, clicks });
-        self.planner.set_observed(bins);
+        ObservedBin { bin_start_ms: b * bin_ms, clicks }
     }
 
     /// What it has learned, for the model file.
@@ -351,6 +378,7 @@ impl Target {
             audiences: self.audiences.iter().map(|a| (a.name.to_string(), a.direct.to_model())).collect(),
             generation_interval: self.generation.as_ref().map(GenerationLearner::to_model),
             r_prior: self.r_prior.as_ref().map(RPriorLearner::to_model),
+            headroom: self.planner.headroom_record().map(|_| self.planner.headroom()),
         }
     }
 
@@ -828,6 +856,8 @@ impl Engine {
                     target: t.planner.name().to_string(),
                     desired_replicas: t.planner.current(),
                     forecast_rps: t.planner.forecast_rps(),
+                    headroom: t.planner.headroom(),
+                    headroom_learned: t.planner.headroom_record().map(|(bins, mean_overload)| HeadroomView { bins, mean_overload }),
                     clicks: t.clicks,
                     direct_wave: self.cfg.forecast.learn.then_some(direct_wave),
                     audiences,
@@ -1080,6 +1110,9 @@ impl Engine {
         if let (Some(p), Some(sums)) = (t.r_prior.as_mut(), model.and_then(|m| m.r_prior)) {
             p.load(sums);
         }
+        if let Some(h) = model.and_then(|m| m.headroom) {
+            t.planner.load_headroom(h);
+        }
         t
     }
 
@@ -1208,8 +1241,12 @@ impl Engine {
         let time_ms = (b + 1) * self.bin_ms;
         let stepped = std::mem::take(&mut self.stepped);
         let keep = self.keep_bins();
+        let elapsed = self.max_ts.map_or(b, |m| bin_of(m, self.bin_ms) - 1);
+        // The bins every engine stepping bin `b` has seen elapse: its
+        // watermark passed the end of `b` + the allowed lateness.
+        let seen = b + self.cfg.estimator.allowed_lateness.ms().div_euclid(self.bin_ms);
         for &slot in &stepped {
-            self.forecast(slot, b, time_ms);
+            self.forecast(slot, seen, time_ms);
             self.campaign_mut(slot).bins.trim_before(b + 1 - keep);
         }
         self.stepped = stepped;
@@ -1220,10 +1257,10 @@ impl Engine {
             }
         }
         (self.deferred, self.deferred_slots) = (deferred, slots);
-        let elapsed = self.max_ts.map_or(b, |m| bin_of(m, self.bin_ms) - 1);
         for t in &mut self.targets {
+            let final_bin = t.final_bin(b, elapsed, self.bin_ms);
             t.refresh_floor(elapsed, self.bin_ms);
-            plan_or_share(t, self.shared_plans, &mut self.shares, time_ms, ScaleReason::Forecast, out);
+            plan_or_share(t, self.shared_plans, &mut self.shares, time_ms, ScaleReason::Forecast, Some(final_bin), out);
         }
     }
 
@@ -1457,14 +1494,24 @@ impl Engine {
         })
     }
 
-    /// Campaign demand at the end of bin `b` (or at a send, mid-bin).
+    /// Campaign demand from its clicks of the bins up to `last_bin` and its
+    /// sends before `sends_before_ms`, projected from `now_ms`, with R of
+    /// its estimate as of `estimated_at_ms` (the bin step's end, or a send).
     ///
     /// `target`: whose learned direct wave to forecast with (none: the
     /// configured one); the campaign's audience's, if it has one.
-    fn campaign_demand(&mut self, slot: u32, last_bin: i64, now_ms: i64, sends_before_ms: i64, target: Option<u32>) -> Demand {
+    fn campaign_demand(
+        &mut self,
+        slot: u32,
+        last_bin: i64,
+        now_ms: i64,
+        sends_before_ms: i64,
+        estimated_at_ms: i64,
+        target: Option<u32>,
+    ) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
         let audience = c.audience;
-        let r = self.projection_estimate(c, now_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        let r = self.projection_estimate(c, estimated_at_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
         let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
         // The click history only feeds the renewal projection (R > 0).
         self.known.fill(c, last_bin, if r > 0.0 { gi.len() } else { 0 }, sends_before_ms);
@@ -1522,11 +1569,25 @@ impl Engine {
         Forecast { horizon_s: self.cfg.forecast.horizon.secs_f64(), clicks, peak_rps, path: Arc::new(path) }
     }
 
-    /// The campaign's forecast at the end of bin `b`, handed to its target's planner.
-    fn forecast(&mut self, slot: u32, b: i64, time_ms: i64) {
+    /// The campaign's forecast at the bin step ending at `time_ms` (bin
+    /// `b`'s end), handed to its target's planner: from the bins up to
+    /// `seen` = `b` + `allowed_lateness` (in bins), final or not, with R
+    /// estimated at the end of `b`. Those are the bins that have elapsed for
+    /// any engine when it steps `b` (its watermark passed `b`'s end +
+    /// `allowed_lateness`), so a stream split over partitions, or read in
+    /// batches, gives each engine the same bins to forecast from.
+    ///
+    /// The plan is acted on now, `allowed_lateness` after `b` ended; the
+    /// clicks of the bins since are known and are the freshest evidence of
+    /// a wave (the reactive floor reads them too). R, P(R>1) and the
+    /// estimate's predictive forecast stay on final bins only, so they do
+    /// not depend on the order events arrive in; the plan does (as the
+    /// floor does): it uses whatever has arrived by the decision.
+    fn forecast(&mut self, slot: u32, seen: i64, time_ms: i64) {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
-        let d = self.campaign_demand(slot, b, time_ms, time_ms, Some(t));
-        self.record_demand(slot, t, d, time_ms, (b + 1) * self.bin_ms);
+        let seen_end_ms = (seen + 1) * self.bin_ms;
+        let d = self.campaign_demand(slot, seen, seen_end_ms, seen_end_ms, time_ms, Some(t));
+        self.record_demand(slot, t, d, time_ms, seen_end_ms);
     }
 
     /// A send: the campaign's forecast now, and its target's plan (always
@@ -1535,11 +1596,11 @@ impl Engine {
         let Some(t) = self.campaigns[slot as usize].as_ref().and_then(|c| c.target) else { return };
         let last_bin = bin_of(ts_ms, self.bin_ms) - 1;
         // The send itself (at `ts_ms`) and those before it.
-        let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1, Some(t));
+        let d = self.campaign_demand(slot, last_bin, ts_ms, ts_ms + 1, ts_ms, Some(t));
         self.record_demand(slot, t, d, ts_ms, (last_bin + 1) * self.bin_ms);
         let target = &mut self.targets[t as usize];
         target.refresh_floor(bin_of(ts_ms, self.bin_ms) - 1, self.bin_ms);
-        plan_or_share(target, self.shared_plans, &mut self.shares, ts_ms, ScaleReason::Send, out);
+        plan_or_share(target, self.shared_plans, &mut self.shares, ts_ms, ScaleReason::Send, None, out);
     }
 
     /// Stores a campaign's new demand and gives its target's planner the
@@ -1577,9 +1638,24 @@ impl Engine {
 
 /// Plans target `t` at `time_ms` and, if targets are also planned
 /// elsewhere (`shared`), exports its plan's input to `shares`.
-fn plan_or_share(t: &mut Target, shared: bool, shares: &mut Vec<DemandShare>, time_ms: i64, reason: ScaleReason, out: &mut Vec<Signal>) {
+/// Plans target `t` at `time_ms` — after giving its learned headroom
+/// `final_bin`, the bin this bin step made final (none at a send) — and,
+/// with shared plans, first exports what it plans from.
+#[allow(clippy::too_many_arguments)]
+fn plan_or_share(
+    t: &mut Target,
+    shared: bool,
+    shares: &mut Vec<DemandShare>,
+    time_ms: i64,
+    reason: ScaleReason,
+    final_bin: Option<ObservedBin>,
+    out: &mut Vec<Signal>,
+) {
+    if let Some(f) = final_bin {
+        t.planner.realise_final(f);
+    }
     if shared {
-        shares.push(t.planner.share(time_ms, reason));
+        shares.push(t.planner.share(time_ms, reason, final_bin));
     }
     t.planner.plan(time_ms, reason, out);
 }

@@ -10,7 +10,8 @@
 //!                "click_through_pool": [{"direct_clicks": 310.0, "recipients": 20000.0, "age_ms": 21600000.0}, …]},
 //!     "audiences": {"customers": {same shape as "direct"}, …},
 //!     "generation_interval": {"in_bin": […], "up_to_bin": […], "observed": 5678.0},
-//!     "r_prior": {"offspring": 812.0, "exposure": 4020.5}}}}
+//!     "r_prior": {"offspring": 812.0, "exposure": 4020.5},
+//!     "headroom": 0.18}}}
 //! ```
 //!
 //! What is stored is what the learners took from data, no more: per target
@@ -27,7 +28,8 @@
 //! click-throughs are recomputed from the sums on load
 //! ([`DirectWave::load`](super::direct_wave::DirectWave::load)), so with the
 //! same configuration the engine continues exactly where the saving one
-//! stopped.
+//! stopped. `headroom` is the target's learned headroom
+//! ([`headroom`](super::headroom)) itself, where its planner starts.
 //!
 //! **Versions.** `version` changes whenever the meaning of a field does (e.g.
 //! other delay bins); a reader refuses versions it does not know
@@ -41,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::delay_learner::BINS;
 use super::direct_wave::POOL;
+use super::headroom::{MAX_HEADROOM, MIN_HEADROOM};
 
 /// The `format` of a model file.
 pub const FORMAT: &str = "floodgate-model";
@@ -81,6 +84,10 @@ pub struct TargetModel {
     /// (`r_prior.rs`). Absent: nothing learned, or learning off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r_prior: Option<RPriorSums>,
+    /// Its learned headroom (`headroom.rs`, `planner.learn_headroom`), where
+    /// a planner of the target starts. Absent: learning off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<f64>,
 }
 
 /// What a target's prior of R learned from ([`RPriorLearner`](super::r_prior::RPriorLearner)).
@@ -228,6 +235,15 @@ impl LearnedModel {
             if let Some(r) = &t.r_prior {
                 count(&format!("targets.{name}.r_prior.offspring"), r.offspring)?;
                 count(&format!("targets.{name}.r_prior.exposure"), r.exposure)?;
+            }
+            if let Some(h) = t.headroom {
+                if !(h.is_finite() && (MIN_HEADROOM..=MAX_HEADROOM).contains(&h)) {
+                    return Err(ModelError::Value {
+                        field: format!("targets.{name}.headroom"),
+                        value: h,
+                        reason: "must be within the learned headroom's bounds, 0 to 1",
+                    });
+                }
             }
         }
         Ok(())
@@ -391,6 +407,7 @@ mod tests {
                 audiences,
                 generation_interval: Some(wave().delays),
                 r_prior: Some(RPriorSums { offspring: 12.0, exposure: 40.0 }),
+                headroom: Some(0.3),
             },
         );
         m
@@ -450,5 +467,11 @@ mod tests {
         }
         let e = bad.check().expect_err("NaN offspring");
         assert!(e.to_string().starts_with("`targets.web.r_prior.offspring`"), "{e}");
+        let mut bad = model();
+        if let Some(t) = bad.targets.get_mut("web") {
+            t.headroom = Some(4.0);
+        }
+        let e = bad.check().expect_err("headroom beyond its bound");
+        assert!(e.to_string().starts_with("`targets.web.headroom`"), "{e}");
     }
 }

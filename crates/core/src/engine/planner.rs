@@ -53,6 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::PlannerConfig;
 use crate::engine::gamma::normal_quantile;
+use crate::engine::headroom::HeadroomLearner;
 use crate::signal::{CampaignDemand, ScaleAhead, ScaleReason, Signal};
 
 /// The reactive floor looks at the request rate of this many of the
@@ -63,9 +64,16 @@ pub const FLOOR_BINS: usize = 3;
 /// (Kubernetes' HPA uses the same 10 % default tolerance).
 pub const TOLERANCE: f64 = 0.1;
 
-/// Replicas needed for `rps` under `cfg`, before stabilisation.
+/// Replicas needed for `rps` under `cfg` with its configured headroom,
+/// before stabilisation.
 pub fn replicas_for(cfg: &PlannerConfig, rps: f64) -> u32 {
-    let need = (rps.max(0.0) * (1.0 + cfg.headroom) / cfg.capacity_per_replica).ceil();
+    replicas_with(cfg, rps, cfg.headroom)
+}
+
+/// Replicas needed for `rps` under `cfg` with `headroom` (the learned one,
+/// see [`crate::engine::headroom`]), before stabilisation.
+pub fn replicas_with(cfg: &PlannerConfig, rps: f64, headroom: f64) -> u32 {
+    let need = (rps.max(0.0) * (1.0 + headroom) / cfg.capacity_per_replica).ceil();
     let need = if need.is_finite() { need.min(f64::from(u32::MAX)) as u32 } else { cfg.max_replicas };
     need.clamp(cfg.min_replicas, cfg.max_replicas)
 }
@@ -198,6 +206,11 @@ pub struct DemandShare {
     pub time_ms: i64,
     /// Why it was made: a send (plans at once) or a bin's forecasts.
     pub reason: ScaleReason,
+    /// The engine's clicks of the target in the bin this bin step made final
+    /// (absent for a send's share): the learned headroom's input, summed
+    /// over the engines' shares of the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_bin: Option<ObservedBin>,
     /// The clicks of the engine's latest elapsed bins of the target (at
     /// most [`FLOOR_BINS`], oldest first).
     pub observed: Vec<ObservedBin>,
@@ -254,12 +267,19 @@ pub struct TargetPlanner {
     /// The target's clicks in its latest elapsed bins, newest last, at
     /// most [`FLOOR_BINS`]: the reactive floor's input.
     observed: VecDeque<ObservedBin>,
+    /// The learned headroom (`planner.learn_headroom`), fed each bin of
+    /// the target's clicks once it is final; `None`: `planner.headroom` as
+    /// set.
+    learned: Option<HeadroomLearner>,
+    /// Bins starting before this (ms) have been given to `learned`.
+    realised_until_ms: i64,
 }
 
 impl TargetPlanner {
     /// A target with no campaign yet, at `cfg.min_replicas`.
     pub fn new(name: Arc<str>, cfg: PlannerConfig, timing: PlanTiming) -> TargetPlanner {
         let z = normal_quantile(cfg.quantile.clamp(0.5, 0.999));
+        let learned = cfg.learn_headroom.then(|| HeadroomLearner::new(cfg.headroom, cfg.target_overload));
         TargetPlanner {
             name,
             planner: Planner::new(cfg),
@@ -269,7 +289,65 @@ impl TargetPlanner {
             timing,
             z,
             observed: VecDeque::with_capacity(FLOOR_BINS + 1),
+            learned,
+            realised_until_ms: i64::MIN,
         }
+    }
+
+    /// The headroom plans use now: the learned one, or `planner.headroom`.
+    pub fn headroom(&self) -> f64 {
+        self.learned.as_ref().map_or(self.config().headroom, HeadroomLearner::headroom)
+    }
+
+    /// The learned headroom's record: bins it learned from and their mean
+    /// share of requests over capacity (`None` without learning).
+    pub fn headroom_record(&self) -> Option<(u64, f64)> {
+        self.learned.as_ref().map(HeadroomLearner::realised)
+    }
+
+    /// Starts the learned headroom from `headroom` (a loaded model's; no
+    /// effect when the headroom is not learned).
+    pub fn load_headroom(&mut self, headroom: f64) {
+        if let Some(l) = self.learned.as_mut() {
+            l.set_headroom(headroom);
+        }
+    }
+
+    /// Gives the learned headroom the target's clicks of a bin that has
+    /// just become final (each bin once, in time order: a bin starting
+    /// before one given already is ignored). Final, not elapsed: a final
+    /// bin's count does not depend on the order events arrived in, nor on
+    /// how a stream was batched, and every engine sharing the target has
+    /// its count of that bin in its share of the same bin step.
+    pub fn realise_final(&mut self, bin: ObservedBin) -> Option<u32> {
+        if bin.bin_start_ms < self.realised_until_ms {
+            return None;
+        }
+        self.realised_until_ms = bin.bin_start_ms + self.timing.bin_ms;
+        let cfg = self.planner.config();
+        let l = self.learned.as_mut()?;
+        let ready = l.ready_for(cfg, bin.bin_start_ms, self.timing.bin_ms);
+        let loss = crate::engine::headroom::loss(cfg, self.timing.bin_ms, bin.clicks, ready);
+        l.correct(None, loss);
+        Some(ready)
+    }
+
+    /// A bin given to [`TargetPlanner::realise_final`] with `before` clicks,
+    /// when `ready` replicas were ready for it, turned out to have `after`
+    /// (another engine's share of it came later): the learned headroom is
+    /// corrected to what `after` would have given.
+    pub fn correct_final(&mut self, ready: u32, before: u64, after: u64) {
+        let (cfg, bin_ms) = (self.planner.config(), self.timing.bin_ms);
+        let loss = |clicks| crate::engine::headroom::loss(cfg, bin_ms, clicks, ready);
+        let (b, a) = (loss(before), loss(after));
+        if let Some(l) = self.learned.as_mut() {
+            l.correct(b, a);
+        }
+    }
+
+    /// Bin width and decision delay.
+    pub fn timing(&self) -> PlanTiming {
+        self.timing
     }
 
     /// How far ahead of its event time a decision must provide, at most
@@ -320,16 +398,17 @@ impl TargetPlanner {
         let bin_s = self.timing.bin_ms as f64 / 1000.0;
         let clicks = self.observed.iter().map(|b| b.clicks).max().unwrap_or(0);
         let observed = clicks as f64 * self.config().requests_per_click / bin_s;
-        replicas_for(self.config(), observed + self.config().baseline_rps)
+        replicas_with(self.config(), observed + self.config().baseline_rps, self.headroom())
     }
 
     /// What this planner plans from at `time_ms`, for a planner elsewhere
     /// (see [`DemandShare`]).
-    pub fn share(&self, time_ms: i64, reason: ScaleReason) -> DemandShare {
+    pub fn share(&self, time_ms: i64, reason: ScaleReason, final_bin: Option<ObservedBin>) -> DemandShare {
         DemandShare {
             target: self.name.clone(),
             time_ms,
             reason,
+            final_bin,
             observed: self.observed.iter().copied().collect(),
             campaigns: self.members.clone(),
         }
@@ -411,9 +490,14 @@ impl TargetPlanner {
         let rps = self.window_demand_rps(window);
         self.forecast_rps = rps;
         let floor = self.floor_replicas();
-        let want = replicas_for(self.config(), rps).max(floor);
+        let want = replicas_with(self.config(), rps, self.headroom()).max(floor);
         let change = match (self.planner.plan_replicas(time_ms, want), reason) {
-            (Some(change), _) => change,
+            (Some(change), _) => {
+                if let Some(l) = self.learned.as_mut() {
+                    l.decided(window.from_ms, change.desired);
+                }
+                change
+            }
             (None, ScaleReason::Send) => {
                 let n = self.planner.current();
                 Change { previous: n, desired: n }
@@ -436,6 +520,7 @@ impl TargetPlanner {
             forecast_rps: rps,
             horizon_s: (window.until_ms - time_ms) as f64 / 1000.0,
             floor_replicas: floor,
+            headroom: self.headroom(),
             reason,
             campaigns,
         }));
@@ -446,6 +531,9 @@ impl TargetPlanner {
     /// campaigns' demand and the observed bins stay.
     pub fn reset(&mut self) {
         self.planner = Planner::new(self.config().clone());
+        if let Some(l) = self.learned.as_mut() {
+            l.forget_decisions();
+        }
     }
 }
 
@@ -459,6 +547,8 @@ mod tests {
             requests_per_click: 10.0,
             capacity_per_replica: 50.0,
             headroom: 0.25,
+            learn_headroom: false,
+            target_overload: 0.001,
             baseline_rps: 0.0,
             min_replicas: 2,
             max_replicas: 20,
@@ -475,6 +565,36 @@ mod tests {
         assert_eq!(replicas_for(&cfg(), 0.0), 2, "min");
         assert_eq!(replicas_for(&cfg(), 1e9), 20, "max");
         assert_eq!(replicas_for(&cfg(), f64::INFINITY), 20);
+    }
+
+    /// With `learn_headroom`, a final bin the plan could not serve raises
+    /// the headroom (each bin once), and the next plan and its signal use
+    /// the learned headroom.
+    #[test]
+    fn a_learned_headroom_rises_after_a_bin_the_plan_could_not_serve() {
+        let cfg = PlannerConfig { learn_headroom: true, headroom: 0.1, cooldown: Duration(0), ..cfg() };
+        let mut t = TargetPlanner::new(Arc::from("web"), cfg, TIMING);
+        assert!((t.headroom() - 0.1).abs() < 1e-12);
+        // 720 clicks in a minute × 10 requests = 120 rps; the plan had
+        // min_replicas (2 × 50 = 100 rps) ready: 20 of 120 over capacity.
+        t.realise_final(ObservedBin { bin_start_ms: 600_000, clicks: 720 });
+        let want = (1.1f64.ln() + crate::engine::headroom::STEP * (20.0 / 120.0 - 0.001)).exp_m1();
+        assert!((t.headroom() - want).abs() < 1e-12, "{} vs {want}", t.headroom());
+        t.realise_final(ObservedBin { bin_start_ms: 660_000, clicks: 60 });
+        assert_eq!(t.headroom_record().map(|(bins, _)| bins), Some(1), "the 60-click bin is served by min_replicas: skipped");
+        t.realise_final(ObservedBin { bin_start_ms: 600_000, clicks: 720 });
+        assert!((t.headroom() - want).abs() < 1e-12, "a bin is realised once");
+        // 200 rps: ceil(220 / 50) = 5 at the start headroom, ceil(259.6 / 50) = 6 now.
+        t.record(flat_record("a", 200.0));
+        let mut out = Vec::new();
+        t.plan(900_000, ScaleReason::Send, &mut out);
+        match out.as_slice() {
+            [Signal::ScaleAhead(s)] => {
+                assert!(s.desired_replicas >= 6, "{}", s.desired_replicas);
+                assert!((s.headroom - want).abs() < 1e-12);
+            }
+            other => panic!("one scale_ahead expected, got {other:?}"),
+        }
     }
 
     /// A record of `campaign` whose path is `rps` in every minute of the horizon.

@@ -14,14 +14,18 @@
 //! apply(source, share):  sources[target][source] = share
 //!                        planner.members = ∪ over sources of their campaigns' records
 //!                        planner.observed = Σ over sources of the clicks of each bin (latest FLOOR_BINS bins)
+//!                        learned headroom ← each final bin, Σ over the sources' shares of its bin step
 //!                        if owned and share.time ≥ the last plan's time: planner.plan(share.time, share.reason)
 //! ```
 //!
-//! Shares are merged in event time, as the single engine's bin steps are:
-//! a share is held until every source that holds campaigns of the target
-//! has shared up to its time (the *frontier*: the lowest latest time among
-//! those sources), then the shares up to the frontier are taken in time
-//! order, and the target is planned once per distinct time, from every
+//! Shares are merged in the order one engine makes its decisions: by the
+//! time each is *acted on* — a send's at its time, a bin step's when the
+//! watermark makes its bin final, `allowed_lateness` after the bin's end —
+//! then by event time. A share is held until every source that holds
+//! campaigns of the target has shared up to its acted time (the
+//! *frontier*: the lowest latest acted time among those sources), then the
+//! shares up to the frontier are taken in that order, and the target is
+//! planned once per distinct time, from every
 //! source's records as of that time (a send's share plans as a send). The
 //! planner thus sees, and decides from, what one engine holding every
 //! campaign would have at each of its plan times, so its decisions — and
@@ -74,7 +78,29 @@ struct SharedTarget {
     owned: bool,
     /// Event time of the planner's last plan.
     planned_ms: Option<i64>,
+    /// Each source's clicks of the target in the bins its bin steps made
+    /// final, by bin start (ms), until every source has shared that step:
+    /// then their sum is the learned headroom's input.
+    finals: BTreeMap<i64, BTreeMap<Box<str>, u64>>,
+    /// The bins realised lately (the last [`CORRECTABLE_BINS`]): each
+    /// source's clicks and the replicas that were ready, so that a source's
+    /// share of a bin arriving after it was realised (a source that began
+    /// sharing late) corrects the headroom rather than being lost.
+    realised: BTreeMap<i64, RealisedBin>,
 }
+
+/// A bin the learned headroom has taken.
+#[derive(Debug, Default)]
+struct RealisedBin {
+    /// Each source's clicks in it.
+    by_source: BTreeMap<Box<str>, u64>,
+    /// Replicas the plan had ready for it.
+    ready: u32,
+}
+
+/// How many realised bins a shared target keeps for late shares (a day of
+/// minute bins).
+const CORRECTABLE_BINS: usize = 1440;
 
 impl SharedPlans {
     /// No share yet. `cfg` must be the engines' configuration (bin width,
@@ -100,12 +126,14 @@ impl SharedPlans {
             planner: TargetPlanner::new(name.clone(), cfg.planner_for(&name), timing),
             owned: false,
             planned_ms: None,
+            finals: BTreeMap::new(),
+            realised: BTreeMap::new(),
         });
         if t.owned && !owned {
             t.disown();
         }
         t.owned = owned;
-        t.latest.insert(Box::from(source), (share.time_ms, !share.campaigns.is_empty()));
+        t.latest.insert(Box::from(source), (acted_ms(&share, timing), !share.campaigns.is_empty()));
         t.released.remove(source);
         t.held.push((Box::from(source), share));
         t.take_ready(out);
@@ -159,25 +187,55 @@ impl SharedTarget {
     /// order within a time), planning once per time.
     fn take_ready(&mut self, out: &mut Vec<Signal>) {
         let frontier = self.frontier();
-        let (mut ready, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(_, s)| s.time_ms <= frontier);
+        let timing = self.planner.timing();
+        let (mut ready, held): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|(_, s)| acted_ms(s, timing) <= frontier);
         self.held = held;
         // Stable: arrival order within a time.
-        ready.sort_by_key(|(_, s)| s.time_ms);
+        // At one acted time, sends first: an engine plans a send when it
+        // applies it, and steps the bins its watermark then passes after.
+        ready.sort_by_key(|(_, s)| (acted_ms(s, timing), s.reason == ScaleReason::Forecast, s.time_ms));
         let mut ready = ready.into_iter().peekable();
         while let Some((source, share)) = ready.next() {
             let time_ms = share.time_ms;
+            let acted = acted_ms(&share, timing);
             let mut reason = share.reason;
             self.take(source, share);
-            while let Some((source, share)) = ready.next_if(|(_, s)| s.time_ms == time_ms) {
+            while let Some((source, share)) = ready.next_if(|(_, s)| s.time_ms == time_ms && acted_ms(s, timing) == acted) {
                 if share.reason == ScaleReason::Send {
                     reason = ScaleReason::Send;
                 }
                 self.take(source, share);
             }
-            if self.owned && self.planned_ms.is_none_or(|last| time_ms >= last) {
+            self.realise_finals(acted);
+            if self.owned && self.planned_ms.is_none_or(|last| acted >= last) {
                 self.planner.set_observed(summed_bins(self.sources.values()));
-                self.planned_ms = Some(time_ms);
+                self.planned_ms = Some(acted);
                 self.planner.plan(time_ms, reason, out);
+            }
+        }
+    }
+
+    /// Gives the planner's learned headroom (if this process plans the
+    /// target) every final bin whose bin step is acted on by `acted_ms`,
+    /// in time order, with the clicks of every source summed: all sources
+    /// have shared that step by then (the frontier passed it), however
+    /// their shares interleaved on the way.
+    fn realise_finals(&mut self, acted_ms: i64) {
+        let step_ms = self.planner.timing().bin_ms + self.planner.timing().decision_delay_ms;
+        while let Some(entry) = self.finals.first_entry() {
+            if *entry.key() + step_ms > acted_ms {
+                break;
+            }
+            let (bin_start_ms, by_source) = entry.remove_entry();
+            if !self.owned {
+                continue;
+            }
+            if let Some(ready) = self.planner.realise_final(ObservedBin { bin_start_ms, clicks: by_source.values().sum() }) {
+                self.realised.insert(bin_start_ms, RealisedBin { by_source, ready });
+                while self.realised.len() > CORRECTABLE_BINS {
+                    self.realised.pop_first();
+                }
             }
         }
     }
@@ -193,7 +251,31 @@ impl SharedTarget {
         for r in &share.campaigns {
             self.planner.record(r.clone());
         }
+        if let Some(f) = share.final_bin {
+            if let Some(r) = self.realised.get_mut(&f.bin_start_ms) {
+                let before: u64 = r.by_source.values().sum();
+                r.by_source.insert(source.clone(), f.clicks);
+                let after: u64 = r.by_source.values().sum();
+                if after != before {
+                    self.planner.correct_final(r.ready, before, after);
+                }
+            } else {
+                self.finals.entry(f.bin_start_ms).or_default().insert(source.clone(), f.clicks);
+            }
+        }
         self.sources.insert(source, share);
+    }
+}
+
+/// When the decision a share is made for is acted on, the order one engine
+/// makes its decisions in: a send's at once, a bin step's when the
+/// watermark makes its bin final, `allowed_lateness` after its end (so a
+/// send at 08:10 is planned before the bin step of the bin ending 08:06,
+/// as in the engine that holds both).
+fn acted_ms(share: &DemandShare, timing: PlanTiming) -> i64 {
+    match share.reason {
+        ScaleReason::Send => share.time_ms,
+        ScaleReason::Forecast => share.time_ms + timing.decision_delay_ms,
     }
 }
 
@@ -231,6 +313,7 @@ mod tests {
             target: Arc::from("web"),
             time_ms,
             reason: ScaleReason::Forecast,
+            final_bin: None,
             observed: observed.iter().map(|&(bin_start_ms, clicks)| ObservedBin { bin_start_ms, clicks }).collect(),
             campaigns,
         }

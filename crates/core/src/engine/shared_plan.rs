@@ -332,6 +332,36 @@ mod tests {
         SharedPlans::new(Arc::new(cfg))
     }
 
+    /// The learned headroom of a shared target takes each final bin once,
+    /// with every source's clicks of it summed; a source's share of a bin
+    /// that arrives after the bin was taken corrects it to the full sum.
+    #[test]
+    fn final_bins_are_summed_over_sources_and_a_late_share_corrects_the_headroom() {
+        let at = |clicks: u64| {
+            let mut one = TargetPlanner::new(Arc::from("web"), EngineConfig::default().planner_for("web"), plans().timing);
+            one.realise_final(ObservedBin { bin_start_ms: 540_000, clicks });
+            one.headroom()
+        };
+        let mut p = plans();
+        let mut out = Vec::new();
+        let with_final = |source_clicks: u64, campaign: &str| DemandShare {
+            final_bin: Some(ObservedBin { bin_start_ms: 540_000, clicks: source_clicks }),
+            ..share(600_000, &[], vec![record(campaign, 600_000, 0.0)])
+        };
+        p.apply("a", with_final(500, "c1"), true, &mut out);
+        let planner = |p: &SharedPlans| p.planner("web").map(TargetPlanner::headroom);
+        assert_eq!(planner(&p), Some(0.1), "b holds campaigns too and has not shared the step yet");
+        p.apply("b", with_final(400, "c2"), true, &mut out);
+        // 900 clicks × 10 requests / 60 s = 150 rps against min_replicas × 50.
+        let summed = at(900);
+        assert!(summed > 0.1 + 0.3, "a third over capacity raises it: {summed}");
+        assert_eq!(planner(&p), Some(summed));
+        // A third source, sharing the bin late: corrected to 1 200 clicks.
+        p.apply("c", DemandShare { campaigns: Vec::new(), ..with_final(300, "c3") }, true, &mut out);
+        let full = planner(&p).unwrap_or(f64::NAN);
+        assert!((full - at(1_200)).abs() < 1e-12, "{full} vs {}", at(1_200));
+    }
+
     #[test]
     fn two_sources_plan_as_one_engine_with_both_campaigns() {
         let mut shared = plans();

@@ -63,9 +63,10 @@ pub const MIN_HEADROOM: f64 = 0.0;
 /// burst no plan saw coming (a new cascade on real traffic) can leave half
 /// a bin's requests over capacity; a headroom that chased such bins would
 /// be paid in every quiet hour after them, and buy nothing against the
-/// next burst, which comes from elsewhere (on the Twitter traffic, bounds
-/// of 3 and 1: 0.13 % over capacity at 80.3 k replica-minutes against
-/// 0.18 % at 65.0 k; a reactive HPA at utilisation 0.7: 0.18 % at 63.5 k).
+/// next burst, which comes from elsewhere (on the Twitter traffic, γ = 2
+/// with a bound of 3: 0.13 % over capacity at 80.3 k replica-minutes; γ = 1
+/// with a bound of 1: 0.18 % at 65.0 k; a reactive HPA at utilisation 0.7:
+/// 0.18 % at 63.5 k — all before the plan's forecast read the elapsed bins).
 pub const MAX_HEADROOM: f64 = 1.0;
 
 /// One decision's count, as the learner replays the plan's capacity.

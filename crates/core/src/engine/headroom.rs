@@ -147,38 +147,35 @@ impl HeadroomLearner {
 
     /// The bin starting at `bin_start_ms` (`bin_ms` long) had `clicks`:
     /// compares its demand with the capacity the plan had ready and moves the
-    /// headroom (see the module documentation). Returns the loss, if the bin
-    /// counted. Bins must come in time order.
-    pub fn realise(&mut self, cfg: &PlannerConfig, bin_start_ms: i64, bin_ms: i64, clicks: u64) -> Option<f64> {
+    /// headroom (see the module documentation). Bins must come in time order.
+    pub fn realise(&mut self, cfg: &PlannerConfig, bin_start_ms: i64, bin_ms: i64, clicks: u64) -> Realised {
         let ready = self.ready_for(cfg, bin_start_ms, bin_ms);
         let loss = loss(cfg, bin_ms, clicks, ready);
         self.apply(loss, 1);
-        loss
+        Realised { ready, loss }
     }
 
     /// The replicas the plan had ready for the bin starting at
-    /// `bin_start_ms`. Bins must come in time order: decisions no later bin
-    /// needs are dropped.
-    pub fn ready_for(&mut self, cfg: &PlannerConfig, bin_start_ms: i64, bin_ms: i64) -> u32 {
+    /// `bin_start_ms` (before any decision: `min_replicas`). Bins must come
+    /// in time order: decisions no later bin needs are dropped.
+    fn ready_for(&mut self, cfg: &PlannerConfig, bin_start_ms: i64, bin_ms: i64) -> u32 {
         let t = bin_start_ms + bin_ms / 2;
         let startup = cfg.startup.ms();
         while self.decisions.len() > 1 && self.decisions[1].acted_ms <= t - startup {
             self.decisions.pop_front();
         }
-        match (self.count_at(t - startup), self.count_at(t)) {
-            (Some(a), Some(b)) => a.min(b),
-            (None, Some(b)) => b.min(cfg.min_replicas),
-            _ => cfg.min_replicas,
-        }
+        let count = |t_ms| self.count_at(t_ms).unwrap_or(cfg.min_replicas);
+        count(t - startup).min(count(t))
     }
 
-    /// A bin realised with loss `before` turned out to have loss `after`
-    /// (more of its clicks arrived: another engine's share of it, late).
-    /// The update is a sum of per-bin terms, so replacing one term gives the
-    /// headroom all terms would have given (up to its bounds).
-    pub fn correct(&mut self, before: Option<f64>, after: Option<f64>) {
-        self.apply(before, -1);
-        self.apply(after, 1);
+    /// A bin realised with `before` clicks, when `ready` replicas were
+    /// ready for it, turned out to have `after` (more of its clicks arrived:
+    /// another engine's share of it, late). The update is a sum of per-bin
+    /// terms, so replacing the bin's term gives the headroom all terms would
+    /// have given (up to its bounds).
+    pub fn recount(&mut self, cfg: &PlannerConfig, bin_ms: i64, ready: u32, before: u64, after: u64) {
+        self.apply(loss(cfg, bin_ms, before, ready), -1);
+        self.apply(loss(cfg, bin_ms, after, ready), 1);
     }
 
     /// Adds (`sign` 1) or takes back (−1) the term of a bin with `loss`.
@@ -196,10 +193,20 @@ impl HeadroomLearner {
     }
 }
 
+/// What realising a bin found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Realised {
+    /// Replicas the plan had ready for it.
+    pub ready: u32,
+    /// The share of its requests over their capacity; `None`: the bin was
+    /// skipped (see [`loss`]).
+    pub loss: Option<f64>,
+}
+
 /// The share of a bin's requests over the capacity of `ready` replicas:
 /// `None` for a bin `min_replicas` alone serve or that `max_replicas` cannot
 /// (it says nothing about the headroom).
-pub fn loss(cfg: &PlannerConfig, bin_ms: i64, clicks: u64, ready: u32) -> Option<f64> {
+fn loss(cfg: &PlannerConfig, bin_ms: i64, clicks: u64, ready: u32) -> Option<f64> {
     let bin_s = bin_ms as f64 / 1000.0;
     if bin_s <= 0.0 {
         return None;
@@ -235,7 +242,7 @@ mod tests {
         let mut h = HeadroomLearner::new(0.25, 0.001);
         h.decided(0, 5);
         // 1 200 clicks in a minute = 200 rps, 5 replicas = 250 rps ready.
-        let loss = h.realise(&cfg(), 120_000, 60_000, 1_200);
+        let loss = h.realise(&cfg(), 120_000, 60_000, 1_200).loss;
         assert_eq!(loss, Some(0.0));
         let want = (1.25f64.ln() - STEP * 0.001).exp_m1();
         assert!((h.headroom() - want).abs() < 1e-12, "{} vs {want}", h.headroom());
@@ -246,7 +253,7 @@ mod tests {
         let mut h = HeadroomLearner::new(0.0, 0.001);
         h.decided(0, 3);
         // 300 rps against 150 ready: half the requests over capacity.
-        assert_eq!(h.realise(&cfg(), 120_000, 60_000, 1_800), Some(0.5));
+        assert_eq!(h.realise(&cfg(), 120_000, 60_000, 1_800), Realised { ready: 3, loss: Some(0.5) });
         let want = (STEP * (0.5 - 0.001)).exp_m1();
         assert!((h.headroom() - want).abs() < 1e-12);
         assert_eq!(h.realised(), (1, 0.5));
@@ -259,13 +266,13 @@ mod tests {
         h.decided(60_000, 10);
         // Bin [60 s, 120 s): middle 90 s; the rise (acted 60 s) serves from
         // 150 s, so 3 replicas (150 rps) were ready for 400 rps.
-        let loss = h.realise(&cfg(), 60_000, 60_000, 2_400).unwrap_or(f64::NAN);
+        let loss = h.realise(&cfg(), 60_000, 60_000, 2_400).loss.unwrap_or(f64::NAN);
         assert!((loss - 250.0 / 400.0).abs() < 1e-12, "{loss}");
         // Bin [180 s, 240 s): the 10 serve.
-        assert_eq!(h.realise(&cfg(), 180_000, 60_000, 2_400), Some(0.0));
+        assert_eq!(h.realise(&cfg(), 180_000, 60_000, 2_400).loss, Some(0.0));
         h.decided(250_000, 2);
         // After the fall, 2 replicas for 400 rps.
-        let loss = h.realise(&cfg(), 240_000, 60_000, 2_400).unwrap_or(f64::NAN);
+        let loss = h.realise(&cfg(), 240_000, 60_000, 2_400).loss.unwrap_or(f64::NAN);
         assert!((loss - 300.0 / 400.0).abs() < 1e-12, "{loss}");
     }
 
@@ -279,17 +286,16 @@ mod tests {
         let mut g = HeadroomLearner::new(0.25, 0.001);
         g.decided(0, 2);
         let before = g.realise(&cfg(), 60_000, 60_000, 900);
-        let ready = g.ready_for(&cfg(), 60_000, 60_000);
-        g.correct(before, loss(&cfg(), 60_000, 1_200, ready));
+        g.recount(&cfg(), 60_000, before.ready, 900, 1_200);
         let mut want = HeadroomLearner::new(0.25, 0.001);
         want.decided(0, 2);
         want.realise(&cfg(), 60_000, 60_000, 1_200);
         assert!((g.headroom() - want.headroom()).abs() < 1e-12);
         assert_eq!(g.realised(), want.realised());
         // 100 rps: two replicas serve it whatever the plan.
-        assert_eq!(h.realise(&cfg(), 120_000, 60_000, 600), None);
+        assert_eq!(h.realise(&cfg(), 120_000, 60_000, 600).loss, None);
         // 2 000 rps: beyond 20 replicas × 50.
-        assert_eq!(h.realise(&cfg(), 180_000, 60_000, 12_000), None);
+        assert_eq!(h.realise(&cfg(), 180_000, 60_000, 12_000).loss, None);
         assert!((h.headroom() - 0.25).abs() < 1e-12);
         assert_eq!(h.realised().0, 0);
     }

@@ -326,10 +326,7 @@ impl TargetPlanner {
         self.realised_until_ms = bin.bin_start_ms + self.timing.bin_ms;
         let cfg = self.planner.config();
         let l = self.learned.as_mut()?;
-        let ready = l.ready_for(cfg, bin.bin_start_ms, self.timing.bin_ms);
-        let loss = crate::engine::headroom::loss(cfg, self.timing.bin_ms, bin.clicks, ready);
-        l.correct(None, loss);
-        Some(ready)
+        Some(l.realise(cfg, bin.bin_start_ms, self.timing.bin_ms, bin.clicks).ready)
     }
 
     /// A bin given to [`TargetPlanner::realise_final`] with `before` clicks,
@@ -337,11 +334,9 @@ impl TargetPlanner {
     /// (another engine's share of it came later): the learned headroom is
     /// corrected to what `after` would have given.
     pub fn correct_final(&mut self, ready: u32, before: u64, after: u64) {
-        let (cfg, bin_ms) = (self.planner.config(), self.timing.bin_ms);
-        let loss = |clicks| crate::engine::headroom::loss(cfg, bin_ms, clicks, ready);
-        let (b, a) = (loss(before), loss(after));
+        let cfg = self.planner.config();
         if let Some(l) = self.learned.as_mut() {
-            l.correct(b, a);
+            l.recount(cfg, self.timing.bin_ms, ready, before, after);
         }
     }
 

@@ -347,8 +347,11 @@ pub struct PlannerConfig {
     /// Learn the headroom from the overload the plan itself caused, aiming
     /// at `target_overload` (`engine/headroom.rs`). Default true.
     pub learn_headroom: bool,
-    /// The share of requests the plan may leave over capacity, in the long
-    /// run, when `learn_headroom` is on (0.001 = 0.1 %). Default 0.001.
+    /// The overload the learned headroom aims at, when `learn_headroom` is
+    /// on: the long-run mean, over the bins it learns from, of the share of
+    /// each bin's requests over capacity (0.001 = 0.1 %). Weighted by
+    /// requests, as the backtest counts, it comes out higher on bursty
+    /// traffic (busy bins overload more). Default 0.001.
     pub target_overload: f64,
     /// Request rate not caused by campaigns, always planned for. Default 0.
     pub baseline_rps: f64,

@@ -224,3 +224,51 @@ fn daily_bins_work_with_only_bin_window_prior_and_generation_interval() {
     // Growth of 20 % a day with a 5-day generation interval: R ≈ 1.2^5 ≈ 2.5.
     assert!(r > 1.5 && r < 4.0, "daily R {r}: {last}");
 }
+
+/// Every signal of the shipped example (estimates included) has the data
+/// fields `schemas/signal.schema.json` requires for its type, and no field
+/// the schema does not declare (so the schema cannot fall behind a new
+/// field such as `r_case`).
+#[test]
+fn signals_match_the_published_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("schemas/signal.schema.json")).expect("schema")).expect("schema is JSON");
+    let out = bin()
+        .arg("replay")
+        .arg(repo("examples/viral-mailing.ndjson"))
+        .arg("--config")
+        .arg(repo("examples/floodgate.toml"))
+        .arg("--estimates")
+        .output()
+        .expect("run replay");
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let rules = schema["allOf"].as_array().expect("allOf");
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for line in String::from_utf8(out.stdout).expect("utf-8").lines() {
+        let s: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        let ty = s["type"].as_str().expect("type").to_string();
+        let names = |r: &serde_json::Value| {
+            let t = &r["if"]["properties"]["type"];
+            let mut v: Vec<String> =
+                t["enum"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+            v.extend(t["const"].as_str().map(String::from));
+            v
+        };
+        let rule = rules.iter().find(|r| names(r).contains(&ty)).unwrap_or_else(|| panic!("the schema has no rule for {ty}"));
+        let data_rule = &rule["then"]["properties"]["data"];
+        let declared = data_rule["properties"].as_object().expect("declared data properties");
+        let data = s["data"].as_object().expect("data is an object");
+        for key in data_rule["required"].as_array().expect("required").iter().filter_map(|k| k.as_str()) {
+            assert!(data.contains_key(key), "{ty} lacks required `{key}`: {line}");
+        }
+        for key in data.keys() {
+            assert!(declared.contains_key(key), "{ty} has `{key}`, which the schema does not declare");
+        }
+        *seen.entry(ty).or_default() += 1;
+    }
+    for ty in ["floodgate.estimate", "floodgate.viral_onset", "floodgate.scale_ahead"] {
+        assert!(seen.get(ty).copied().unwrap_or(0) > 0, "the example emits {ty}: {seen:?}");
+    }
+    let estimates = bin().args(["replay", "--estimates"]).arg(repo("examples/viral-mailing.ndjson")).output().expect("run replay");
+    assert!(String::from_utf8_lossy(&estimates.stdout).contains("\"r_case\":{"), "estimates carry r_case");
+}

@@ -80,6 +80,9 @@ fn evaluate_scores_the_demo_mailings() {
     assert!(ev.horizons[2].floodgate.mean_width > ev.horizons[0].floodgate.mean_width);
     assert!(ev.r.windows > 50, "{:?}", ev.r);
     assert!(ev.r.coverage_95.is_some() && ev.r.median_relative_error.is_some());
+    // `r_case` widens the posterior by the clickers' offspring noise, around
+    // the same mean: it holds at least the windows the posterior holds.
+    assert!(ev.r.coverage_95_case >= ev.r.coverage_95, "{:?}", ev.r);
     assert!(ev.onsets.onsets >= 1 && ev.onsets.with_realized_r == ev.onsets.onsets, "{:?}", ev.onsets);
     assert!(ev.final_size.campaigns >= 2, "{:?}", ev.final_size);
     assert_eq!(ev.bad_input.rejected_lines, 0);

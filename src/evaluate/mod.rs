@@ -233,6 +233,10 @@ pub struct RScores {
     pub windows: u64,
     /// Share whose realized R is inside the 95 % interval.
     pub coverage_95: Option<f64>,
+    /// Share whose realized R is inside the estimate's `r_case` 95 %
+    /// interval (the posterior widened by the clickers' offspring noise,
+    /// `engine/case_r.rs`).
+    pub coverage_95_case: Option<f64>,
     /// Median |R̂ − R| / R (windows with R > 0).
     pub median_relative_error: Option<f64>,
     /// Median (R̂ − R) / R: negative = R̂ too low.
@@ -641,6 +645,7 @@ pub fn evaluate_from(
 
     let mut acc: Vec<HorizonAcc> = horizons_ms.iter().map(|_| HorizonAcc::default()).collect();
     let (mut r_covered, mut r_rel, mut r_signed, mut r_ratio, mut r_windows) = (0u64, Vec::new(), Vec::new(), Vec::new(), 0u64);
+    let mut r_case_covered = 0u64;
     let mut final_done: HashSet<String> = HashSet::new();
     let mut send_done: HashSet<String> = HashSet::new();
     let mut sends_per_target: HashMap<String, u64> = HashMap::new();
@@ -671,6 +676,9 @@ pub fn evaluate_from(
             r_windows += 1;
             if e.r.lo <= r && r <= e.r.hi {
                 r_covered += 1;
+            }
+            if e.r_case.is_some_and(|c| c.lo <= r && r <= c.hi) {
+                r_case_covered += 1;
             }
             if r > 0.0 {
                 r_rel.push((e.r.mean - r).abs() / r);
@@ -889,6 +897,7 @@ pub fn evaluate_from(
     ev.r = RScores {
         windows: r_windows,
         coverage_95: (r_windows > 0).then(|| r_covered as f64 / r_windows as f64),
+        coverage_95_case: (r_windows > 0).then(|| r_case_covered as f64 / r_windows as f64),
         median_relative_error: median(r_rel),
         bias: median(r_signed),
         median_ratio: median(r_ratio),
@@ -976,12 +985,13 @@ pub fn text_table(ev: &Evaluation) -> String {
     let r = &ev.r;
     let _ = writeln!(
         o,
-        "R vs realized case R ({} windows): 95% coverage {}, median relative error {}, bias {}, median ratio {}",
+        "R vs realized case R ({} windows): 95% coverage {}, median relative error {}, bias {}, median ratio {}; r_case 95% coverage {}",
         r.windows,
         pct(r.coverage_95),
         pct(r.median_relative_error),
         pct(r.bias),
-        num(r.median_ratio)
+        num(r.median_ratio),
+        pct(r.coverage_95_case)
     );
     let n = &ev.onsets;
     let _ = writeln!(

@@ -190,9 +190,10 @@ pub fn html(ev: &Evaluation) -> String {
     let r = &ev.r;
     let _ = write!(
         o,
-        "<h2>R against the realized case R</h2><table><tr><th>windows</th><th>95 % coverage</th><th>median relative error</th><th>bias</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+        "<h2>R against the realized case R</h2><table><tr><th>windows</th><th>95 % coverage</th><th><code>r_case</code> 95 % coverage</th><th>median relative error</th><th>bias</th></tr><tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
         r.windows,
         cell(r.coverage_95, true),
+        cell(r.coverage_95_case, true),
         cell(r.median_relative_error, true),
         cell(r.bias, true)
     );

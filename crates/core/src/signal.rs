@@ -27,6 +27,19 @@ pub struct RSummary {
     pub hi: f64,
 }
 
+/// The realized reproduction number of an estimate's window's clickers —
+/// the mean number of offspring clicks they will have had once all have
+/// clicked — predicted: mean and 95 % interval (`engine/case_r.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct CaseR {
+    /// Predictive mean.
+    pub mean: f64,
+    /// 2.5 % predictive quantile.
+    pub lo: f64,
+    /// 97.5 % predictive quantile.
+    pub hi: f64,
+}
+
 /// Which estimator produced an R.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Method {
@@ -68,6 +81,10 @@ pub struct Estimate {
     pub window_start: String,
     /// R summary.
     pub r: RSummary,
+    /// The case R of the window's clickers, predicted (absent when the
+    /// window holds no clicker).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r_case: Option<CaseR>,
     /// Posterior P(R > 1).
     pub p_viral: f64,
     /// Local (generation ≥ 1) clicks in the window.

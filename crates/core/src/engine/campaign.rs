@@ -58,6 +58,9 @@ pub struct CampaignEstimate {
     pub method: Method,
     /// Overdispersion used (1 for the renewal estimator).
     pub dispersion: f64,
+    /// Clickers of the window (lineage: of its cohorts; renewal: its
+    /// clicks), for the estimate's `r_case` (`case_r.rs`).
+    pub clickers: u64,
 }
 
 /// One campaign.

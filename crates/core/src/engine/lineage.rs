@@ -112,6 +112,8 @@ pub struct LineageEstimate {
     pub offspring: u64,
     /// Σ n·F: expected offspring per unit R (the exposure).
     pub exposure: f64,
+    /// Clickers of the cohort window (Σ n, every cohort).
+    pub clickers: u64,
     /// Whether forwards contributed.
     pub with_forwards: bool,
 }
@@ -288,7 +290,8 @@ impl Lineage {
         let shape = prior.shape() + s.y as f64 / dispersion;
         let rate = 1.0 / prior.scale() + exposure / dispersion;
         let lineage = Gamma { shape, scale: 1.0 / rate };
-        let mut est = LineageEstimate { posterior: lineage, dispersion, offspring: s.y, exposure, with_forwards: false };
+        let mut est =
+            LineageEstimate { posterior: lineage, dispersion, offspring: s.y, exposure, clickers: s.clickers, with_forwards: false };
         if let Some(fm) = forward {
             if let Some(pooled) = with_forwards(&s, fm, &lineage) {
                 est.posterior = pooled;
@@ -305,6 +308,7 @@ impl Lineage {
             let age = (last - c) as usize;
             let f = gi.cdf(age);
             s.y += co.y;
+            s.clickers += co.n;
             s.offspring.add(f, co.n, co.y, co.y2);
             if let Some(delay) = delay {
                 if f >= 0.9 {
@@ -324,6 +328,8 @@ impl Lineage {
 struct WindowSums {
     /// Σ offspring, over every cohort (also those with F = 0).
     y: u64,
+    /// Σ clickers, over every cohort (also those with F = 0).
+    clickers: u64,
     /// Offspring per clicker, weighted by the GI CDF F (exposure Σ n·F:
     /// expected offspring per unit R).
     offspring: CohortSums,

@@ -29,6 +29,7 @@
 //! generation-interval lengths.
 
 pub mod campaign;
+pub mod case_r;
 pub mod config;
 pub mod dedup;
 pub mod delay_learner;
@@ -65,6 +66,7 @@ use crate::time::rfc3339;
 pub use config::EngineConfig;
 
 use campaign::{Campaign, CampaignEstimate, Pending, PendingKind};
+use case_r::case_r;
 use dedup::Seen;
 use detector::Transition;
 use direct_wave::{CampaignDelays, DirectWave};
@@ -1326,6 +1328,7 @@ impl Engine {
                 time_ms,
                 window_start: rfc3339(e.window_start_ms),
                 r: summary(&e.posterior),
+                r_case: case_r(&e.posterior, e.dispersion, e.clickers),
                 p_viral: e.p_viral,
                 local_cases: e.local_cases,
                 imported_cases: e.imported_cases,
@@ -1472,15 +1475,16 @@ impl Engine {
             MethodChoice::Lineage => true,
             MethodChoice::Auto => local_lw > 0 && coverage >= self.cfg.estimator.lineage_min_coverage,
         };
-        let (posterior, method, dispersion, window_start) = if use_lineage {
+        let (posterior, method, dispersion, window_start, clickers) = if use_lineage {
             let l = c.lineage.estimate(lineage_first, b, gi.lineage, self.forward.as_ref(), prior);
             let method = if l.with_forwards { Method::LineageForward } else { Method::Lineage };
-            (l.posterior, method, l.dispersion, lineage_first)
+            (l.posterior, method, l.dispersion, lineage_first, l.clickers)
         } else {
             if sum_lambda <= 0.0 {
                 return None;
             }
-            (renewal::posterior_from_sums(sum_local as f64, sum_lambda, prior), Method::Renewal, 1.0, first)
+            // Without links, a window's clicks stand for its clickers.
+            (renewal::posterior_from_sums(sum_local as f64, sum_lambda, prior), Method::Renewal, 1.0, first, sum_local + sum_imported)
         };
         Some(CampaignEstimate {
             time_ms,
@@ -1491,6 +1495,7 @@ impl Engine {
             imported_cases: sum_imported,
             method,
             dispersion,
+            clickers,
         })
     }
 

@@ -1641,8 +1641,6 @@ impl Engine {
     }
 }
 
-/// Plans target `t` at `time_ms` and, if targets are also planned
-/// elsewhere (`shared`), exports its plan's input to `shares`.
 /// Plans target `t` at `time_ms` — after giving its learned headroom
 /// `final_bin`, the bin this bin step made final (none at a send) — and,
 /// with shared plans, first exports what it plans from.

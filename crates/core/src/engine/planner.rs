@@ -231,6 +231,18 @@ pub struct PlanTiming {
     pub decision_delay_ms: i64,
 }
 
+impl PlanTiming {
+    /// When a decision made at event time `time_ms` for `reason` is acted
+    /// on: a send's at once, a bin step's when the watermark makes its bin
+    /// final, `decision_delay_ms` after the bin's end.
+    pub fn acted_ms(&self, time_ms: i64, reason: ScaleReason) -> i64 {
+        match reason {
+            ScaleReason::Send => time_ms,
+            ScaleReason::Forecast => time_ms + self.decision_delay_ms,
+        }
+    }
+}
+
 /// The event times a decision provides for: `[from_ms, until_ms)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanWindow {
@@ -359,14 +371,12 @@ impl TargetPlanner {
     /// of the next decision are ready (the next bin's decision, acted on
     /// `decision_delay` after that bin ends, plus `startup`).
     pub fn window(&self, time_ms: i64, reason: ScaleReason) -> PlanWindow {
-        let delay = self.timing.decision_delay_ms;
         let bin_ms = self.timing.bin_ms.max(1);
-        let acted_ms = match reason {
-            ScaleReason::Send => time_ms,
-            ScaleReason::Forecast => time_ms + delay,
-        };
         let next_bin_end_ms = (time_ms.div_euclid(bin_ms) + 1) * bin_ms;
-        PlanWindow { from_ms: acted_ms, until_ms: next_bin_end_ms + delay + self.config().startup.ms() }
+        PlanWindow {
+            from_ms: self.timing.acted_ms(time_ms, reason),
+            until_ms: next_bin_end_ms + self.timing.decision_delay_ms + self.config().startup.ms(),
+        }
     }
 
     /// The target's `clicks` in the bin starting at `bin_start_ms`, which

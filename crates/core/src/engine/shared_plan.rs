@@ -222,9 +222,10 @@ impl SharedTarget {
     /// have shared that step by then (the frontier passed it), however
     /// their shares interleaved on the way.
     fn realise_finals(&mut self, acted_ms: i64) {
-        let step_ms = self.planner.timing().bin_ms + self.planner.timing().decision_delay_ms;
+        let timing = self.planner.timing();
         while let Some(entry) = self.finals.first_entry() {
-            if *entry.key() + step_ms > acted_ms {
+            // The bin step that made the bin final ends where the bin does.
+            if timing.acted_ms(*entry.key() + timing.bin_ms, ScaleReason::Forecast) > acted_ms {
                 break;
             }
             let (bin_start_ms, by_source) = entry.remove_entry();
@@ -267,16 +268,12 @@ impl SharedTarget {
     }
 }
 
-/// When the decision a share is made for is acted on, the order one engine
-/// makes its decisions in: a send's at once, a bin step's when the
-/// watermark makes its bin final, `allowed_lateness` after its end (so a
-/// send at 08:10 is planned before the bin step of the bin ending 08:06,
-/// as in the engine that holds both).
+/// When the decision a share is made for is acted on ([`PlanTiming::acted_ms`]):
+/// the order one engine makes its decisions in (so a send at 08:10 is
+/// planned before the bin step of the bin ending 08:06, as in the engine
+/// that holds both).
 fn acted_ms(share: &DemandShare, timing: PlanTiming) -> i64 {
-    match share.reason {
-        ScaleReason::Send => share.time_ms,
-        ScaleReason::Forecast => share.time_ms + timing.decision_delay_ms,
-    }
+    timing.acted_ms(share.time_ms, share.reason)
 }
 
 /// The latest [`FLOOR_BINS`] bins any of `shares` observed, oldest first,

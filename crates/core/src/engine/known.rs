@@ -96,6 +96,8 @@ impl Known {
             horizon_bins: model.horizon_bins,
             click_through: click_through.0,
             click_through_weight: click_through.1,
+            fresh_bins: 0,
+            r_fit: 0.0,
         }
     }
 }

@@ -1516,12 +1516,18 @@ impl Engine {
     ) -> Demand {
         let Some(c) = self.campaigns[slot as usize].as_ref() else { return Demand::default() };
         let audience = c.audience;
-        let r = self.projection_estimate(c, estimated_at_ms).map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        let est = self.projection_estimate(c, estimated_at_ms);
+        let r = est.map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
         let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
         // The click history only feeds the renewal projection (R > 0).
         self.known.fill(c, last_bin, if r > 0.0 { gi.len() } else { 0 }, sends_before_ms);
         let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, audience);
-        let input = self.known.input(&self.model, gi, now_ms, last_bin, r, click_through);
+        let mut input = self.known.input(&self.model, gi, now_ms, last_bin, r, click_through);
+        if let Some(e) = est {
+            // The bins after the estimate's window (its last bin ends at its time).
+            input.fresh_bins = usize::try_from(last_bin - (e.time_ms.div_euclid(self.bin_ms) - 1)).unwrap_or(0);
+            input.r_fit = e.posterior.mean();
+        }
         forecast::project(&input, curve, &mut self.scratch, &mut self.path)
     }
 

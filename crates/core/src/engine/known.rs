@@ -98,6 +98,7 @@ impl Known {
             click_through_weight: click_through.1,
             fresh_bins: 0,
             r_fit: 0.0,
+            level_bins: 0,
         }
     }
 }

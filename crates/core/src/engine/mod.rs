@@ -1518,16 +1518,17 @@ impl Engine {
         let audience = c.audience;
         let est = self.projection_estimate(c, estimated_at_ms);
         let r = est.map_or(0.0, |e| e.posterior.quantile(self.cfg.forecast.r_quantile));
+        // The bins after the estimate's window (its last bin ends at its
+        // time): the fresh-bin check's (`forecast::fresh_scale`).
+        let fresh = est.map_or(0, |e| usize::try_from(last_bin - (e.time_ms.div_euclid(self.bin_ms) - 1)).unwrap_or(0));
         let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
-        // The click history only feeds the renewal projection (R > 0).
-        self.known.fill(c, last_bin, if r > 0.0 { gi.len() } else { 0 }, sends_before_ms);
+        // The click history only feeds the renewal projection (R > 0) and
+        // its check: the interval's length before the first checked bin.
+        self.known.fill(c, last_bin, if r > 0.0 { gi.len() + fresh } else { 0 }, sends_before_ms);
         let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, audience);
         let mut input = self.known.input(&self.model, gi, now_ms, last_bin, r, click_through);
-        if let Some(e) = est {
-            // The bins after the estimate's window (its last bin ends at its time).
-            input.fresh_bins = usize::try_from(last_bin - (e.time_ms.div_euclid(self.bin_ms) - 1)).unwrap_or(0);
-            input.r_fit = e.posterior.mean();
-        }
+        input.fresh_bins = fresh;
+        input.r_fit = est.map_or(0.0, |e| e.posterior.mean());
         forecast::project(&input, curve, &mut self.scratch, &mut self.path)
     }
 
@@ -1553,9 +1554,15 @@ impl Engine {
         });
         let target = c.target_at(b);
         let gi = generation_of(&self.targets, &self.gi, target).forecast.unwrap_or(&self.model.gi);
-        self.known.fill(c, b, if r > 0.0 { gi.len() } else { 0 }, time_ms);
+        // The level check (`forecast::level_scale`) reads as many bins as
+        // the forecast projects; the renewal projection, and the check's
+        // expectation, the interval's length before them.
+        let level_bins = self.model.horizon_bins;
+        self.known.fill(c, b, level_bins + if r > 0.0 { gi.len() } else { 0 }, time_ms);
         let (curve, click_through) = direct_wave_of(&self.targets, &self.model, self.cfg.forecast.learn, target, c.audience_at(b));
-        let input = self.known.input(&self.model, gi, time_ms, b, r, click_through);
+        let mut input = self.known.input(&self.model, gi, time_ms, b, r, click_through);
+        input.level_bins = level_bins;
+        input.r_fit = r;
         let demand_rps = c.demand_rps;
         let mut path = forecast::predictive(&input, curve, spread);
         if self.cfg.forecast.learn_error {

@@ -58,8 +58,10 @@ fn with_learning_off_the_constants_stay() {
 /// forecasts the direct clicks of (t, t + 30 min] with the learned curve and
 /// click-through, within a factor 2 of their true expectation
 /// `20 000 · 1 % · (F(t + 30 min − send) − F(t − send))`; the constants (5 %,
-/// exponential with mean 30 min; already pulled down by the campaign's first
-/// clicks) are off by more than a factor 4.
+/// exponential with mean 30 min; already pulled toward the campaign's first
+/// clicks by its click-through posterior and by the forecast's level check)
+/// are off by more than a factor 2, and further off than the learned curve.
+/// (Before the level check, session 14, they were off by more than 4.)
 #[test]
 fn the_send_time_forecast_uses_what_was_learned() {
     let data = log(5);
@@ -81,7 +83,11 @@ fn the_send_time_forecast_uses_what_was_learned() {
     let since = (t - send) as f64;
     let expected = RECIPIENTS as f64 * CLICK_THROUGH * (cdf(since + 0.5 * HOUR) - cdf(since));
     assert!((learned / expected).ln().abs() < 2f64.ln(), "learned {learned} vs expected {expected} at {since} ms");
-    assert!((constant / expected).ln().abs() > 4f64.ln(), "constant {constant} vs expected {expected}");
+    assert!((constant / expected).ln().abs() > 2f64.ln(), "constant {constant} vs expected {expected}");
+    assert!(
+        (constant / expected).ln().abs() > (learned / expected).ln().abs(),
+        "the constants ({constant}) should miss {expected} by more than the learned model ({learned})"
+    );
 }
 
 /// Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
